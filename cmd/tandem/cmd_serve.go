@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	badgerstore "github.com/tandemsync/tandem/persistence/badger"
+	"github.com/tandemsync/tandem/repo"
+	"github.com/tandemsync/tandem/server"
+	"github.com/tandemsync/tandem/transport/ws"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlagSet("serve", "serve [--addr 127.0.0.1:7070] [--data ./tandem-data]", stderr)
+	addr := fs.String("addr", "127.0.0.1:7070", "listen address (port 0 picks a free port)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	maxMsg := fs.Int64("max-message-size", 64<<20, "largest WebSocket message accepted, in bytes")
+	peerID := fs.String("peer-id", "", "the server's peer id (default: tandem-<random>)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs("serve", pos, 0, 0); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
+	}
+	if *maxMsg <= 0 {
+		return fmt.Errorf("%w: --max-message-size must be positive", errUsage)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	scfg := badgerstore.DefaultConfig(*data)
+	store, err := badgerstore.Open(scfg)
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			return fmt.Errorf("store %s is in use by another process: %w", *data, err)
+		}
+		return fmt.Errorf("open store %s: %w", *data, err)
+	}
+	defer store.Close()
+	r, err := repo.New(repo.Config{Store: store, Logger: log, PeerID: *peerID})
+	if err != nil {
+		return err
+	}
+	// Create the storage id before accepting anyone (PROTOCOL.md §9).
+	sid, err := r.StorageID(ctx)
+	if err != nil {
+		return err
+	}
+	wcfg := ws.Config{MaxMessageSize: *maxMsg, Logger: log}
+	srv, err := server.New(server.Config{Repo: r, WS: wcfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "sync", "ws://"+ln.Addr().String()+"/sync", "data", *data, "peer_id", r.PeerID(), "storage_id", sid)
+	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	serr := srv.Serve(ctx, ln)
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Close(cctx); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return serr
+}

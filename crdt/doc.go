@@ -1,0 +1,51 @@
+// Package crdt is the sans-IO core of Tandem: Automerge documents (through
+// github.com/automerge/automerge-go) seen as JSON, with JSON Pointer paths,
+// JSON Patch, explicit commits, sync sessions, and the ids and URLs of
+// automerge-repo.
+//
+// # Sans-IO
+//
+// Nothing here starts a goroutine, opens a socket, touches the disk or
+// reads the clock (except for the timestamp Automerge stores in each
+// commit). Bytes come in (Load, LoadIncremental, SyncState.Receive) and go
+// out (Save, SaveIncremental, CommitInfo.Bytes, SyncResult.Changes,
+// SyncState.Generate); the caller moves them. Decoders of outside bytes
+// never panic: automerge-go panics on some errors, and every entry point
+// that takes outside bytes turns that into ErrCorrupt or ErrInvalidSync.
+//
+// # Ownership
+//
+// A Doc and the SyncStates made for it are not safe for concurrent use.
+// One goroutine owns each document and does everything with it (in Tandem,
+// the repo's per-document owner goroutine). Keep one SyncState per peer
+// per document.
+//
+// # Writes, commits and rollback
+//
+// Set, Add, Delete and ApplyPatch write at JSON Pointers (RFC 6901) and
+// accumulate until Commit makes one Automerge change of them, reporting the
+// change's hash, its own encoded bytes (persistable in O(change)) and the
+// paths written. ApplyPatch is atomic: it runs the whole patch on the JSON
+// view first. Rollback discards uncommitted writes by rebuilding the
+// document at its last committed heads, which costs as much as a load:
+// error paths only.
+//
+// # Strings are Text
+//
+// Set stores Go strings as Automerge Text objects, not as scalar strings.
+// JavaScript Automerge 3 reads Text as a plain JavaScript string and
+// scalar strings as ImmutableString objects, so Text is what automerge-repo
+// clients expect (their own writes of strings make Text too), and it lets
+// them edit strings character by character. Get reads both kinds as Go
+// strings. Replacing a string with Set makes a new Text object (last
+// writer wins, as for any value); character-level merging needs splices,
+// which this package does not expose yet.
+//
+// # Numbers
+//
+// Integers are stored as Automerge int (int64) and other numbers as f64,
+// as JavaScript Automerge does; Get returns int64 and float64 accordingly
+// (uint64 only for values written that way by another program), and JSON
+// keeps a ".0" on integral floats so that the distinction survives a JSON
+// round trip.
+package crdt

@@ -1,0 +1,446 @@
+package crdt
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/automerge/automerge-go"
+)
+
+// Doc is an Automerge document with a JSON view, JSON Pointer paths and
+// explicit commits. It is not safe for concurrent use: one goroutine owns
+// a Doc (and the SyncStates made for it).
+//
+// Writes (Set, Add, Delete, ApplyPatch, ...) accumulate until Commit turns
+// them into one Automerge change. Operations that read or extend the
+// history (Save, SaveIncremental, ChangesSince, History, Fork, Merge,
+// LoadIncremental, SetActorID and the SyncState calls) first commit pending
+// writes with an empty message, as Automerge itself would; call Commit
+// before them to choose the message and get the CommitInfo. Heads, Get and
+// JSON never commit: while writes are pending, Heads reports the heads of
+// the committed state and Get sees the pending writes.
+type Doc struct {
+	am *automerge.Doc
+
+	dirty   bool                   // writes since the last commit
+	base    []automerge.ChangeHash // heads before the first pending write (for Rollback)
+	paths   []string               // pointers written since the last commit
+	pathSet map[string]struct{}
+
+	saved []automerge.ChangeHash // heads covered by the last Save/SaveIncremental/Load
+}
+
+// guard runs f and turns a panic (automerge-go panics on some errors) into
+// an error wrapping sentinel.
+func guard(sentinel error, what string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: %v", sentinel, what, r)
+		}
+	}()
+	if err := f(); err != nil {
+		return fmt.Errorf("%w: %s: %v", sentinel, what, err)
+	}
+	return nil
+}
+
+func wrapDoc(am *automerge.Doc) *Doc { return &Doc{am: am} }
+
+// New returns an empty document with a random actor id and no history.
+func New() *Doc { return wrapDoc(automerge.New()) }
+
+// NewWithActor returns an empty document that writes as actor (a non-empty,
+// even-length hex string).
+func NewWithActor(actor string) (*Doc, error) {
+	d := New()
+	if err := d.setActor(actor); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// FromJSON returns a new document whose root holds the JSON object data,
+// committed as one change with message "create" (an empty object also gets
+// its change, so that the document has heads).
+func FromJSON(data []byte) (*Doc, error) {
+	v, err := decodeJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	n, err := normalize(v)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := n.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: the root of a document must be a JSON object", ErrTypeMismatch)
+	}
+	d := New()
+	if err := d.setRoot(obj); err != nil {
+		return nil, err
+	}
+	if _, _, err := d.commit("create", true); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Load reads a document saved by Save (of this package, of automerge-go or
+// of JavaScript Automerge), or any concatenation of such a document and
+// change chunks (SaveIncremental, CommitInfo.Bytes, SyncResult.Changes).
+// Empty input gives an empty document, as in Automerge. Bad bytes give
+// ErrCorrupt.
+func Load(data []byte) (*Doc, error) {
+	var am *automerge.Doc
+	err := guard(ErrCorrupt, "load", func() (err error) {
+		am, err = automerge.Load(data)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := wrapDoc(am)
+	d.saved = am.Heads()
+	return d, nil
+}
+
+// LoadIncremental applies a document or change chunks (as accepted by
+// Load) to d. Changes d already has are ignored; changes whose
+// dependencies are missing wait inside Automerge until those arrive.
+// Unlike automerge-go's LoadIncremental, which silently ignores a bad
+// suffix, the whole input is parsed first and bad bytes give ErrCorrupt
+// with d unchanged.
+func (d *Doc) LoadIncremental(data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if err := d.flush(); err != nil {
+		return err
+	}
+	if len(d.am.Heads()) == 0 {
+		// Nothing to merge with: loading as a document is much faster than
+		// applying a snapshot change by change.
+		actor := d.am.ActorID()
+		var am *automerge.Doc
+		err := guard(ErrCorrupt, "load incremental", func() (err error) {
+			if am, err = automerge.Load(data); err != nil {
+				return err
+			}
+			return am.SetActorID(actor)
+		})
+		if err != nil {
+			return err
+		}
+		d.am = am
+		return nil
+	}
+	var changes []*automerge.Change
+	if err := guard(ErrCorrupt, "load incremental", func() (err error) {
+		changes, err = automerge.LoadChanges(data)
+		return err
+	}); err != nil {
+		return err
+	}
+	return guard(ErrCorrupt, "apply changes", func() error { return d.am.Apply(changes...) })
+}
+
+// Save returns the whole document, compressed. It also marks everything as
+// saved for SaveIncremental.
+func (d *Doc) Save() []byte {
+	_ = d.flush()
+	var out []byte
+	_ = guard(ErrCorrupt, "save", func() error {
+		out = d.am.Save()
+		d.saved = d.am.Heads()
+		return nil
+	})
+	return out
+}
+
+// SaveIncremental returns the changes added since the last Save,
+// SaveIncremental or Load (all changes for a new document), concatenated;
+// empty when there are none. Append the result to what was saved before
+// and Load restores the document. A Fork starts with nothing saved.
+func (d *Doc) SaveIncremental() []byte {
+	_ = d.flush()
+	var out []byte
+	_ = guard(ErrCorrupt, "save incremental", func() error {
+		heads := d.am.Heads()
+		cs, err := d.am.Changes(d.saved...)
+		if err != nil {
+			return err
+		}
+		out = automerge.SaveChanges(cs)
+		d.saved = heads
+		return nil
+	})
+	return out
+}
+
+// Heads returns the hashes of the document's current heads, sorted as
+// Automerge returns them; empty for a document without changes. While
+// writes are pending it returns the heads of the committed state.
+func (d *Doc) Heads() []Hash {
+	if d.dirty {
+		return fromAMHashes(d.base)
+	}
+	var hs []automerge.ChangeHash
+	_ = guard(ErrCorrupt, "heads", func() error { hs = d.am.Heads(); return nil })
+	return fromAMHashes(hs)
+}
+
+// ActorID returns the hex actor id that the document's writes are made as.
+func (d *Doc) ActorID() string { return d.am.ActorID() }
+
+// SetActorID changes the actor id used for subsequent changes (a
+// non-empty, even-length hex string). Pending writes are committed first.
+func (d *Doc) SetActorID(actor string) error {
+	if err := validateActor(actor); err != nil {
+		return err
+	}
+	if err := d.flush(); err != nil {
+		return err
+	}
+	return d.setActor(actor)
+}
+
+func validateActor(actor string) error {
+	if actor == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidActor)
+	}
+	if _, err := hex.DecodeString(actor); err != nil {
+		return fmt.Errorf("%w: %q is not an even-length hex string", ErrInvalidActor, actor)
+	}
+	return nil
+}
+
+func (d *Doc) setActor(actor string) error {
+	if err := validateActor(actor); err != nil {
+		return err
+	}
+	return guard(ErrInvalidActor, actor, func() error { return d.am.SetActorID(strings.ToLower(actor)) })
+}
+
+// HasUncommitted reports whether Set, Add, Delete or ApplyPatch wrote since
+// the last Commit (or Rollback).
+func (d *Doc) HasUncommitted() bool { return d.dirty }
+
+// Commit turns the pending writes into one change with message msg (may be
+// empty) and the current time. It returns false when nothing was written
+// since the last commit.
+func (d *Doc) Commit(msg string) (CommitInfo, bool, error) {
+	return d.commit(msg, false)
+}
+
+func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
+	if !d.dirty && !allowEmpty {
+		return CommitInfo{}, false, nil
+	}
+	var (
+		info  CommitInfo
+		empty bool
+	)
+	err := guard(ErrCorrupt, "commit", func() error {
+		now := time.Now()
+		h, err := d.am.Commit(msg, automerge.CommitOptions{Time: &now, AllowEmpty: allowEmpty})
+		if err != nil {
+			if err.Error() == "Commit is empty" { // automerge-go's only way to say so
+				empty = true
+				return nil
+			}
+			return err
+		}
+		ch, err := d.am.Change(h)
+		if err != nil {
+			return err
+		}
+		info = CommitInfo{Hash: Hash(h), Paths: d.paths, Bytes: ch.Save()}
+		return nil
+	})
+	if err != nil {
+		return CommitInfo{}, false, err
+	}
+	d.clearPending()
+	if empty {
+		return CommitInfo{}, false, nil
+	}
+	return info, true, nil
+}
+
+// flush commits pending writes with an empty message, before operations
+// that would make Automerge do so anonymously.
+func (d *Doc) flush() error {
+	if !d.dirty {
+		return nil
+	}
+	_, _, err := d.commit("", false)
+	return err
+}
+
+func (d *Doc) clearPending() {
+	d.dirty = false
+	d.base = nil
+	d.paths = nil
+	d.pathSet = nil
+}
+
+// beginWrite records that ptr is about to be written.
+func (d *Doc) beginWrite(ptr string) {
+	if !d.dirty {
+		d.base = d.am.Heads() // no open transaction, so this commits nothing
+		d.dirty = true
+	}
+	if d.pathSet == nil {
+		d.pathSet = make(map[string]struct{})
+	}
+	if _, ok := d.pathSet[ptr]; !ok {
+		d.pathSet[ptr] = struct{}{}
+		d.paths = append(d.paths, ptr)
+	}
+}
+
+// Rollback discards the writes made since the last commit. automerge-go
+// has no rollback, so this rebuilds the document from its history up to
+// the committed heads (Fork at those heads, same actor): it costs as much
+// as loading the document and is meant for error paths only. Changes that
+// were received with missing dependencies (still queued inside Automerge)
+// are dropped too; sync will fetch them again.
+func (d *Doc) Rollback() error {
+	if !d.dirty {
+		return nil
+	}
+	actor := d.am.ActorID()
+	var am *automerge.Doc
+	err := guard(ErrCorrupt, "rollback", func() (err error) {
+		if len(d.base) == 0 {
+			am = automerge.New()
+		} else if am, err = d.am.Fork(d.base...); err != nil {
+			return err
+		}
+		return am.SetActorID(actor)
+	})
+	if err != nil {
+		return err
+	}
+	d.am = am
+	d.clearPending()
+	return nil
+}
+
+// History returns every change of the document in causal order (each
+// change after its dependencies).
+func (d *Doc) History() ([]ChangeInfo, error) {
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	var out []ChangeInfo
+	err := guard(ErrCorrupt, "history", func() error {
+		cs, err := d.am.Changes()
+		if err != nil {
+			return err
+		}
+		out = make([]ChangeInfo, 0, len(cs))
+		for _, c := range cs {
+			var t time.Time
+			if ts := c.Timestamp(); ts.UnixMilli() != 0 {
+				t = ts.UTC()
+			}
+			out = append(out, ChangeInfo{
+				Hash:    Hash(c.Hash()),
+				Actor:   c.ActorID(),
+				Seq:     c.ActorSeq(),
+				Time:    t,
+				Message: c.Message(),
+				Deps:    fromAMHashes(c.Dependencies()),
+			})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Fork returns an independent copy of the document (pending writes are
+// committed first) that writes as a new random actor. The copy starts with
+// nothing saved, so its first SaveIncremental returns its whole history.
+func (d *Doc) Fork() (*Doc, error) {
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	var am *automerge.Doc
+	err := guard(ErrCorrupt, "fork", func() (err error) {
+		am, err = d.am.Fork()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return wrapDoc(am), nil
+}
+
+// Merge applies to d the changes of other that d lacks. Pending writes of
+// both documents are committed first.
+func (d *Doc) Merge(other *Doc) error {
+	if other == nil || other == d {
+		return nil
+	}
+	if err := d.flush(); err != nil {
+		return err
+	}
+	if err := other.flush(); err != nil {
+		return err
+	}
+	return guard(ErrCorrupt, "merge", func() error {
+		_, err := d.am.Merge(other.am)
+		return err
+	})
+}
+
+// ChangesSince returns the encoded changes that are not ancestors of heads,
+// concatenated (LoadIncremental accepts them). Hashes d does not know are
+// ignored, so the result is then a superset of what the holder of heads
+// lacks. No heads means the whole history.
+func (d *Doc) ChangesSince(heads []Hash) ([]byte, error) {
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := guard(ErrCorrupt, "changes", func() error {
+		cs, err := d.am.Changes(toAMHashes(heads)...)
+		if err != nil {
+			return err
+		}
+		out = automerge.SaveChanges(cs)
+		return nil
+	})
+	return out, err
+}
+
+func fromAMHashes(hs []automerge.ChangeHash) []Hash {
+	out := make([]Hash, len(hs))
+	for i, h := range hs {
+		out[i] = Hash(h)
+	}
+	return out
+}
+
+func toAMHashes(hs []Hash) []automerge.ChangeHash {
+	out := make([]automerge.ChangeHash, len(hs))
+	for i, h := range hs {
+		out[i] = automerge.ChangeHash(h)
+	}
+	return out
+}
+
+func sameHeads(a, b []automerge.ChangeHash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,85 @@
+// Larger loads: a multi-megabyte document, and many clients on one document.
+import assert from "node:assert/strict"
+import { createHash, randomBytes } from "node:crypto"
+import { after, before, describe, test } from "node:test"
+import { Automerge, closeAll, connectClient, snapshot, startServer, waitConverged } from "../lib/harness.mjs"
+
+const sha256 = s => createHash("sha256").update(s).digest("hex")
+
+describe("scale", { timeout: 120_000 }, () => {
+  let server
+  const clients = []
+  before(async () => {
+    server = await startServer()
+  })
+  after(async () => {
+    await closeAll(clients)
+    await server?.dispose()
+  })
+
+  test("a document of several MB syncs to a fresh client", { timeout: 60_000 }, async t => {
+    const a = await connectClient(server)
+    clients.push(a)
+    // Random content, so the bytes on the wire really are megabytes:
+    // a 200 KB text edited as text, and a list of 400 strings of 7.5 KB.
+    const h = a.create({ title: "big", log: "", blobs: [] })
+    h.change(d => {
+      Automerge.splice(d, ["log"], 0, 0, randomBytes(150_000).toString("base64"))
+    })
+    h.change(d => {
+      for (let i = 0; i < 400; i++) d.blobs.push(new Automerge.ImmutableString(randomBytes(5625).toString("base64")))
+    })
+    h.change(d => {
+      Automerge.splice(d, ["log"], 10, 5, "EDITED")
+      d.blobs.insertAt(0, "first")
+    })
+    const content = JSON.stringify(h.doc()).length
+    const saved = Automerge.save(h.doc()).length // base64 text deflates to ~75%
+    assert.ok(content > 3_000_000 && saved > 2_000_000, `document is only ${content} chars, ${saved} bytes saved`)
+    await a.waitServerHas(h, 30_000)
+
+    const b = await connectClient(server)
+    clients.push(b)
+    const started = Date.now()
+    const hb = await b.find(h.url, 30_000)
+    const took = Date.now() - started
+    const want = snapshot(h)
+    const got = snapshot(hb)
+    assert.deepEqual(got.heads, want.heads)
+    assert.equal(got.json.length, want.json.length)
+    assert.equal(sha256(got.json), sha256(want.json))
+    assert.equal(hb.doc().blobs.length, 401)
+    assert.equal(hb.doc().log.slice(10, 16), "EDITED")
+    t.diagnostic(`${content} chars (${saved} bytes saved) found by a fresh client in ${took} ms`)
+  })
+
+  test("30 clients on one document each make changes and converge", { timeout: 60_000 }, async () => {
+    const N = 30
+    const cs = await Promise.all(Array.from({ length: N }, () => connectClient(server)))
+    clients.push(...cs)
+    const h0 = cs[0].create({ counter: new Automerge.Counter(0), byClient: {}, events: [] })
+    await cs[0].waitServerHas(h0)
+    const handles = [h0, ...(await Promise.all(cs.slice(1).map(c => c.find(h0.url, 20_000))))]
+
+    const CHANGES = 3
+    await Promise.all(
+      handles.map(async (h, i) => {
+        for (let k = 0; k < CHANGES; k++) {
+          h.change(d => {
+            d.counter.increment(1)
+            d.byClient[`c${i}`] = k
+            d.events.push(`${i}:${k}`)
+          })
+          await new Promise(r => setTimeout(r, 5 * ((i + k) % 7)))
+        }
+      }),
+    )
+
+    const converged = await waitConverged(handles, 45_000)
+    const doc = JSON.parse(converged.json)
+    assert.equal(doc.counter, N * CHANGES)
+    assert.equal(Object.keys(doc.byClient).length, N)
+    assert.equal(doc.events.length, N * CHANGES)
+    assert.equal(new Set(doc.events).size, N * CHANGES)
+  })
+})

@@ -1,0 +1,330 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/persistence"
+	"github.com/tandemsync/tandem/transport"
+)
+
+// Errors about peers.
+var (
+	ErrProtocol         = errors.New("repo: protocol violation")
+	ErrHandshake        = errors.New("repo: handshake failed")
+	ErrRateLimited      = errors.New("repo: peer exceeded its message rate")
+	ErrTooManyDocuments = errors.New("repo: peer opened too many documents")
+	ErrReplaced         = errors.New("repo: peer replaced by a newer connection with the same id")
+)
+
+// PeerConfig bounds what one connection may do.
+type PeerConfig struct {
+	// HandshakeTimeout is how long a connection may take to join. Default 10s.
+	HandshakeTimeout time.Duration
+	// RatePerSecond and Burst limit incoming messages per connection.
+	// Defaults 2000 and 4000.
+	RatePerSecond float64
+	Burst         float64
+	// MaxDocuments bounds how many documents one connection may sync.
+	// Default 10000.
+	MaxDocuments int
+	// OutboxSize bounds queued control messages (ephemeral relays,
+	// doc-unavailable, errors) per peer; ephemeral messages beyond it are
+	// dropped. Default 1024.
+	OutboxSize int
+}
+
+func (c *PeerConfig) setDefaults() {
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.RatePerSecond <= 0 {
+		c.RatePerSecond = 2000
+	}
+	if c.Burst <= 0 {
+		c.Burst = 2 * c.RatePerSecond
+	}
+	if c.MaxDocuments <= 0 {
+		c.MaxDocuments = 10000
+	}
+	if c.OutboxSize <= 0 {
+		c.OutboxSize = 1024
+	}
+}
+
+// storageIDKey is where the store keeps the repo's storage id.
+const storageIDKey = "storage-adapter-id"
+
+// network tracks the repo's connected peers.
+type network struct {
+	r      *Repo
+	peerID string
+	cfg    PeerConfig
+
+	mu        sync.Mutex
+	peers     map[string]*peer
+	closed    bool
+	storageID string
+	wg        sync.WaitGroup
+
+	ephMu     sync.Mutex
+	ephSeen   map[string]uint64 // senderId + "\x00" + sessionId -> highest count
+	sessionID string
+	ephCount  uint64
+	ephSubs   map[crdt.DocumentID]map[*EphemeralSubscription]struct{}
+}
+
+func newNetwork(r *Repo) *network {
+	id := r.cfg.PeerID
+	if id == "" {
+		id = "tandem-" + randomHex(6)
+	}
+	return &network{
+		r: r, peerID: id, peers: make(map[string]*peer),
+		ephSeen: make(map[string]uint64), sessionID: randomHex(6),
+		ephSubs: make(map[crdt.DocumentID]map[*EphemeralSubscription]struct{}),
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// StorageID returns the id of this repo's store, creating and persisting it
+// on first use (a UUID v4 text, as automerge-repo makes them).
+func (r *Repo) StorageID(ctx context.Context) (string, error) {
+	n := r.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if r.cfg.StorageID != "" {
+		return r.cfg.StorageID, nil
+	}
+	if n.storageID != "" {
+		return n.storageID, nil
+	}
+	v, err := r.store.GetValue(ctx, storageIDKey)
+	if err == nil && len(v) > 0 {
+		n.storageID = string(v)
+		return n.storageID, nil
+	}
+	if err != nil && !errors.Is(err, persistence.ErrNotFound) {
+		return "", err
+	}
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	h := hex.EncodeToString(u[:])
+	id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	if err := r.store.PutValue(ctx, storageIDKey, []byte(id)); err != nil {
+		return "", err
+	}
+	n.storageID = id
+	return id, nil
+}
+
+func (n *network) hasPeers() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.peers) > 0
+}
+
+func (n *network) peerList() []*peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+// announce pushes a document to every peer the share policy announces it to.
+func (n *network) announce(id crdt.DocumentID) {
+	for _, p := range n.peerList() {
+		if n.r.cfg.Share.Announce(p.id, id) {
+			p.attach(id, false)
+		}
+	}
+}
+
+func (n *network) close() {
+	n.mu.Lock()
+	n.closed = true
+	peers := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		peers = append(peers, p)
+	}
+	n.mu.Unlock()
+	for _, p := range peers {
+		p.close(ErrClosed)
+	}
+	n.wg.Wait()
+	n.ephMu.Lock()
+	for _, subs := range n.ephSubs {
+		for s := range subs {
+			s.closeLocked()
+		}
+	}
+	n.ephSubs = map[crdt.DocumentID]map[*EphemeralSubscription]struct{}{}
+	n.ephMu.Unlock()
+}
+
+// register makes p the peer for its id, closing an older connection with the
+// same id (a reconnecting tab looks like that).
+func (n *network) register(p *peer) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return ErrClosed
+	}
+	old := n.peers[p.id]
+	n.peers[p.id] = p
+	n.mu.Unlock()
+	if old != nil {
+		old.close(ErrReplaced)
+	}
+	return nil
+}
+
+func (n *network) unregister(p *peer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.peers[p.id] == p {
+		delete(n.peers, p.id)
+	}
+}
+
+// Accept runs the receiving side of the sync protocol on conn (a server's
+// view of a client): it waits for join, answers peer, then syncs until the
+// connection ends or ctx is cancelled. It returns why the connection ended.
+func (r *Repo) Accept(ctx context.Context, conn transport.Conn) error {
+	n := r.net
+	n.cfg.setDefaults()
+	if err := r.checkOpen(); err != nil {
+		_ = conn.Close(err)
+		return err
+	}
+	first, err := readWithTimeout(ctx, conn, n.cfg.HandshakeTimeout)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrHandshake, err)
+		r.log.Info("handshake failed", "remote", conn.RemoteAddr(), "err", err)
+		_ = conn.Close(err)
+		return err
+	}
+	if first.Type != transport.TypeJoin || first.SenderID == "" {
+		err = fmt.Errorf("%w: first message is %q, want join with a senderId", ErrHandshake, first.Type)
+		r.log.Info("handshake failed", "remote", conn.RemoteAddr(), "err", err)
+		_ = conn.WriteMessage(ctx, transport.Message{Type: transport.TypeError, SenderID: n.peerID, TargetID: first.SenderID, Message: "expected a join message"})
+		_ = conn.Close(err)
+		return err
+	}
+	if !supportsV1(first.SupportedProtocolVersions) {
+		err = fmt.Errorf("%w: unsupported protocol versions %v", ErrHandshake, first.SupportedProtocolVersions)
+		r.log.Info("handshake failed", "peer", first.SenderID, "err", err)
+		_ = conn.WriteMessage(ctx, transport.Message{Type: transport.TypeError, SenderID: n.peerID, TargetID: first.SenderID, Message: "unsupported protocol version"})
+		_ = conn.Close(err)
+		return err
+	}
+	storageID, err := r.StorageID(ctx)
+	if err != nil {
+		_ = conn.Close(err)
+		return err
+	}
+	reply := transport.Message{
+		Type: transport.TypePeer, SenderID: n.peerID, TargetID: first.SenderID,
+		SelectedProtocolVersion: transport.ProtocolV1,
+		PeerMetadata:            &transport.PeerMetadata{StorageID: storageID, IsEphemeral: r.cfg.Ephemeral},
+	}
+	if err := conn.WriteMessage(ctx, reply); err != nil {
+		_ = conn.Close(err)
+		return err
+	}
+	p := newPeer(n, first.SenderID, conn, first.PeerMetadata)
+	return p.run(ctx)
+}
+
+// Connect runs the initiating side of the protocol on conn (a client's view
+// of a server): it sends join, waits for peer, then syncs until the
+// connection ends. It returns why the connection ended. onReady, if not nil,
+// is called once the handshake is done.
+func (r *Repo) Connect(ctx context.Context, conn transport.Conn, onReady func(peerID string)) error {
+	n := r.net
+	n.cfg.setDefaults()
+	if err := r.checkOpen(); err != nil {
+		_ = conn.Close(err)
+		return err
+	}
+	storageID, err := r.StorageID(ctx)
+	if err != nil {
+		_ = conn.Close(err)
+		return err
+	}
+	join := transport.Message{
+		Type: transport.TypeJoin, SenderID: n.peerID,
+		SupportedProtocolVersions: []string{transport.ProtocolV1},
+		PeerMetadata:              &transport.PeerMetadata{StorageID: storageID, IsEphemeral: r.cfg.Ephemeral},
+	}
+	if err := conn.WriteMessage(ctx, join); err != nil {
+		_ = conn.Close(err)
+		return err
+	}
+	m, err := readWithTimeout(ctx, conn, n.cfg.HandshakeTimeout)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrHandshake, err)
+		_ = conn.Close(err)
+		return err
+	}
+	switch m.Type {
+	case transport.TypePeer:
+	case transport.TypeError:
+		err = fmt.Errorf("%w: server said %q", ErrHandshake, m.Message)
+		_ = conn.Close(err)
+		return err
+	default:
+		err = fmt.Errorf("%w: got %q, want peer", ErrHandshake, m.Type)
+		_ = conn.Close(err)
+		return err
+	}
+	if m.SenderID == "" {
+		err = fmt.Errorf("%w: peer message without senderId", ErrHandshake)
+		_ = conn.Close(err)
+		return err
+	}
+	p := newPeer(n, m.SenderID, conn, m.PeerMetadata)
+	p.onReady = onReady
+	return p.run(ctx)
+}
+
+func supportsV1(vs []string) bool {
+	if len(vs) == 0 {
+		return true
+	}
+	for _, v := range vs {
+		if v == transport.ProtocolV1 {
+			return true
+		}
+	}
+	return false
+}
+
+// readWithTimeout reads one message, closing conn if none arrives in time.
+func readWithTimeout(ctx context.Context, conn transport.Conn, d time.Duration) (transport.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close(ctx.Err()) })
+	defer stop()
+	m, err := conn.ReadMessage(ctx)
+	if err != nil && ctx.Err() != nil {
+		return m, ctx.Err()
+	}
+	return m, err
+}

@@ -1,0 +1,328 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/persistence"
+)
+
+// op is one unit of work run by a document's owner goroutine. It may call
+// o.afterFlush to learn the outcome of the batch's persistence.
+type op func(o *owner)
+
+// owner is the one goroutine that owns a live document: it drains its inbox
+// (local changes, incoming sync messages, reads), applies a whole batch,
+// persists once, then answers callers, notifies subscribers and wakes peers.
+type owner struct {
+	repo  *Repo
+	id    crdt.DocumentID
+	inbox chan op
+	quit  chan struct{} // closed by stop()
+	done  chan struct{} // closed when run returns
+
+	refs int // guarded by repo.mu
+
+	// Everything below is touched only by the owner goroutine.
+	doc          *crdt.Doc
+	deleted      bool
+	snapshotSize int64
+	chunkBytes   int64
+	lastSeq      uint64
+	pending      [][]byte         // change bytes not yet persisted
+	waiters      []func(error)    // called after the next flush
+	events       []Event          // delivered after the next flush
+	before       any              // JSON view before the first remote change of this batch, when subscribed
+	subs         map[*Subscription]struct{}
+	peers        map[*peer]*peerDoc // sync state per connected peer
+	dirtyPeers   map[*peer]struct{} // peers to answer after the next flush
+	changed      bool               // heads moved since the last flush
+	findWaiters  []chan error       // FindRemote calls waiting for content
+	stopOnce     bool
+}
+
+func newOwner(r *Repo, id crdt.DocumentID) *owner {
+	return &owner{
+		repo:  r,
+		id:    id,
+		inbox: make(chan op, 1024),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+		subs:  make(map[*Subscription]struct{}),
+		peers: make(map[*peer]*peerDoc),
+		dirtyPeers: make(map[*peer]struct{}),
+	}
+}
+
+func (o *owner) stop() {
+	o.repo.mu.Lock()
+	defer o.repo.mu.Unlock()
+	if !o.stopOnce {
+		o.stopOnce = true
+		close(o.quit)
+	}
+}
+
+// send queues f without waiting for it to run.
+func (o *owner) send(ctx context.Context, f op) error {
+	select {
+	case o.inbox <- f:
+		return nil
+	case <-o.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// do runs f on the owner goroutine and waits for its error.
+func (o *owner) do(ctx context.Context, f func(o *owner) error) error {
+	reply := make(chan error, 1)
+	if err := o.send(ctx, func(o *owner) { reply <- f(o) }); err != nil {
+		return err
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-o.done:
+		select {
+		case err := <-reply:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// doDurable runs f and waits until whatever f wrote is persisted.
+func (o *owner) doDurable(ctx context.Context, f func(o *owner) error) error {
+	return o.do(ctx, func(o *owner) error {
+		if err := f(o); err != nil {
+			return err
+		}
+		return o.flush()
+	})
+}
+
+func (o *owner) run() {
+	defer o.repo.wg.Done()
+	defer close(o.done)
+	idle := time.NewTimer(o.repo.cfg.IdleTimeout)
+	defer idle.Stop()
+	batch := make([]op, 0, 16)
+	for {
+		select {
+		case f := <-o.inbox:
+			batch = append(batch[:0], f)
+		drain:
+			for len(batch) < o.repo.cfg.MaxBatch {
+				select {
+				case f := <-o.inbox:
+					batch = append(batch, f)
+				default:
+					break drain
+				}
+			}
+			for _, f := range batch {
+				f(o)
+			}
+			clear(batch)
+			_ = o.flush()
+			o.maybeCompact()
+			idle.Reset(o.repo.cfg.IdleTimeout)
+		case <-idle.C:
+			if o.repo.tryEvict(o) {
+				o.shutdown()
+				return
+			}
+			idle.Reset(o.repo.cfg.IdleTimeout)
+		case <-o.quit:
+			// Serve what is already queued, then stop.
+			for {
+				select {
+				case f := <-o.inbox:
+					f(o)
+					continue
+				default:
+				}
+				break
+			}
+			_ = o.flush()
+			o.repo.forget(o)
+			o.shutdown()
+			return
+		}
+	}
+}
+
+func (o *owner) shutdown() {
+	for s := range o.subs {
+		s.closeWith(ErrClosed)
+	}
+	o.subs = nil
+	for p := range o.peers {
+		p.forgetDoc(o.id)
+	}
+	o.peers = nil
+	o.doc = nil
+}
+
+// load makes sure the document is in memory; ErrNotFound if it is not stored.
+func (o *owner) load() error {
+	if o.deleted {
+		return fmt.Errorf("%w: %s", ErrNotFound, o.id)
+	}
+	if o.doc != nil {
+		return nil
+	}
+	rec, err := o.repo.store.Load(context.Background(), string(o.id))
+	if err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			return fmt.Errorf("%w: %s", ErrNotFound, o.id)
+		}
+		return fmt.Errorf("repo: load %s: %w", o.id, err)
+	}
+	var doc *crdt.Doc
+	if rec.Snapshot != nil {
+		doc, err = crdt.Load(rec.Snapshot)
+		if err != nil {
+			return fmt.Errorf("%w: %s snapshot: %w", ErrLoad, o.id, err)
+		}
+	} else {
+		doc = crdt.New()
+	}
+	o.chunkBytes = 0
+	for _, c := range rec.Chunks {
+		if err := doc.LoadIncremental(c.Data); err != nil {
+			return fmt.Errorf("%w: %s chunk %d: %w", ErrLoad, o.id, c.Seq, err)
+		}
+		o.chunkBytes += int64(len(c.Data))
+		o.lastSeq = c.Seq
+	}
+	o.snapshotSize = int64(len(rec.Snapshot))
+	o.doc = doc
+	return nil
+}
+
+// afterFlush registers fn to learn the outcome of the next flush.
+func (o *owner) afterFlush(fn func(error)) { o.waiters = append(o.waiters, fn) }
+
+// markRemoteBefore records the JSON view before a remote change so that
+// subscribers can be told which paths it touched.
+func (o *owner) markRemoteBefore() {
+	if len(o.subs) > 0 && o.before == nil && o.doc != nil {
+		v, err := o.doc.Get("")
+		if err == nil {
+			o.before = v
+		}
+	}
+}
+
+// flush persists pending changes in one store write, then tells waiters,
+// subscribers and peers. Nothing is shown to anyone before it is durable.
+func (o *owner) flush() error {
+	var err error
+	if len(o.pending) > 0 {
+		size := 0
+		for _, p := range o.pending {
+			size += len(p)
+		}
+		data := make([]byte, 0, size)
+		for _, p := range o.pending {
+			data = append(data, p...)
+		}
+		var seq uint64
+		seq, err = o.repo.store.Append(context.Background(), string(o.id), data, hexHeads(o.doc.Heads()))
+		o.pending = o.pending[:0]
+		if err != nil {
+			err = fmt.Errorf("repo: persist %s: %w", o.id, err)
+			o.repo.log.Error("persist failed", "doc", o.id, "err", err)
+			// Memory now holds changes the disk lacks: drop it and reload.
+			o.doc = nil
+			o.events = o.events[:0]
+			o.before = nil
+			o.changed = false
+			clear(o.dirtyPeers)
+		} else {
+			o.lastSeq = seq
+			o.chunkBytes += int64(size)
+		}
+	}
+	waiters := o.waiters
+	o.waiters = nil
+	for _, w := range waiters {
+		w(err)
+	}
+	if err != nil {
+		return err
+	}
+	if o.before != nil {
+		after, gerr := o.doc.Get("")
+		if gerr == nil {
+			paths := crdt.ChangedPaths(o.before, after)
+			if len(paths) > 0 {
+				o.events = append(o.events, Event{DocumentID: o.id, Paths: paths, Remote: true})
+			}
+		}
+		o.before = nil
+	}
+	if len(o.events) > 0 {
+		heads := o.doc.Heads()
+		for i := range o.events {
+			o.events[i].Heads = heads
+			for s := range o.subs {
+				s.push(o.events[i])
+			}
+		}
+		o.events = o.events[:0]
+	}
+	o.wakePeers()
+	return nil
+}
+
+// maybeCompact replaces the chunks with one snapshot once they outgrow it.
+func (o *owner) maybeCompact() {
+	if o.doc == nil || o.lastSeq == 0 {
+		return
+	}
+	if o.chunkBytes < o.repo.cfg.CompactMinBytes || o.chunkBytes <= o.snapshotSize {
+		return
+	}
+	snap := o.doc.Save()
+	err := o.repo.store.Compact(context.Background(), string(o.id), snap, o.lastSeq, hexHeads(o.doc.Heads()))
+	if err != nil {
+		o.repo.log.Warn("compaction failed", "doc", o.id, "err", err)
+		return
+	}
+	o.repo.log.Debug("compacted", "doc", o.id, "chunk_bytes", o.chunkBytes, "snapshot_bytes", len(snap))
+	o.snapshotSize = int64(len(snap))
+	o.chunkBytes = 0
+}
+
+func (o *owner) deleteDoc(ctx context.Context) error {
+	if err := o.flush(); err != nil {
+		return err
+	}
+	if o.deleted {
+		return fmt.Errorf("%w: %s", ErrNotFound, o.id)
+	}
+	if err := o.repo.store.Delete(ctx, string(o.id)); err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			return fmt.Errorf("%w: %s", ErrNotFound, o.id)
+		}
+		return err
+	}
+	o.deleted = true
+	o.doc = nil
+	for s := range o.subs {
+		s.closeWith(fmt.Errorf("%w: %s deleted", ErrNotFound, o.id))
+		delete(o.subs, s)
+	}
+	o.repo.forget(o)
+	return nil
+}

@@ -1,0 +1,191 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/transport"
+)
+
+// peerDoc is the sync bookkeeping of one (peer, document) pair, owned by the
+// document's owner goroutine.
+type peerDoc struct {
+	ss          *crdt.SyncState
+	request     bool // our next message is a "request": we lack the document
+	unavailable bool // the peer said doc-unavailable
+	theirHeads  []crdt.Hash
+}
+
+func (o *owner) peerDoc(p *peer) *peerDoc {
+	pd := o.peers[p]
+	if pd == nil {
+		pd = &peerDoc{ss: crdt.NewSyncState(o.doc)}
+		o.peers[p] = pd
+	}
+	return pd
+}
+
+// receiveSync applies a sync or request message from p.
+func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
+	log := o.repo.log
+	if err := o.load(); err != nil {
+		if !errors.Is(err, ErrNotFound) || o.deleted {
+			log.Warn("cannot serve document", "doc", o.id, "peer", p.id, "err", err)
+			p.enqueue(p.unavailable(o.id))
+			return
+		}
+		if isRequest {
+			// Nobody here has it: say so at once (the client would
+			// otherwise wait 60 s).
+			p.enqueue(p.unavailable(o.id))
+			return
+		}
+		// An unsolicited sync for a new document: start it empty; it
+		// is stored as soon as changes arrive.
+		o.doc = crdt.New()
+	}
+	pd := o.peerDoc(p)
+	o.markRemoteBefore()
+	res, err := pd.ss.Receive(data)
+	if err != nil {
+		log.Info("rejected sync message", "doc", o.id, "peer", p.id, "err", err)
+		p.sendError(fmt.Sprintf("invalid sync message for %s", o.id))
+		return
+	}
+	pd.theirHeads = res.Heads
+	pd.unavailable = false
+	if res.NChanges > 0 && len(res.Changes) > 0 {
+		o.pending = append(o.pending, res.Changes)
+	}
+	if res.Changed {
+		o.changed = true
+	}
+	o.dirtyPeers[p] = struct{}{}
+}
+
+// generate returns the next messages for p, after flushing: nothing leaves
+// this process before it is durable.
+func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, error) {
+	var out []transport.Message
+	err := o.do(ctx, func(o *owner) error {
+		if err := o.flush(); err != nil {
+			return err
+		}
+		if o.doc == nil {
+			return nil
+		}
+		pd := o.peers[p]
+		if pd == nil {
+			return nil
+		}
+		msg, ok := pd.ss.Generate()
+		if !ok {
+			return nil
+		}
+		typ := transport.TypeSync
+		if pd.request && len(o.doc.Heads()) == 0 {
+			typ = transport.TypeRequest
+		}
+		pd.request = false
+		out = append(out, transport.Message{
+			Type: typ, SenderID: o.repo.net.peerID, TargetID: p.id,
+			DocumentID: string(o.id), Data: msg,
+		})
+		return nil
+	})
+	return out, err
+}
+
+// wakePeers tells writers to pull, after a successful flush.
+func (o *owner) wakePeers() {
+	if o.changed {
+		for p := range o.peers {
+			o.dirtyPeers[p] = struct{}{}
+		}
+		o.changed = false
+		if o.doc != nil && len(o.doc.Heads()) > 0 {
+			for _, w := range o.findWaiters {
+				w <- nil
+			}
+			o.findWaiters = nil
+		}
+	}
+	for p := range o.dirtyPeers {
+		p.markDirty(o.id)
+	}
+	clear(o.dirtyPeers)
+}
+
+func (o *owner) peerUnavailable(p *peer) {
+	if pd := o.peers[p]; pd != nil {
+		pd.unavailable = true
+	}
+	o.checkUnavailable()
+}
+
+func (o *owner) peerGone(p *peer) { o.checkUnavailable() }
+
+// checkUnavailable fails pending remote finds once every peer said no.
+func (o *owner) checkUnavailable() {
+	if len(o.findWaiters) == 0 {
+		return
+	}
+	if o.doc != nil && len(o.doc.Heads()) > 0 {
+		return
+	}
+	for _, pd := range o.peers {
+		if !pd.unavailable {
+			return
+		}
+	}
+	for _, w := range o.findWaiters {
+		w <- fmt.Errorf("%w: %s", ErrUnavailable, o.id)
+	}
+	o.findWaiters = nil
+}
+
+// findRemote asks every connected peer for a document this repo lacks and
+// waits until one delivers content, all say unavailable, or ctx ends.
+func (n *network) findRemote(ctx context.Context, id crdt.DocumentID) (*DocHandle, error) {
+	o, err := n.r.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer n.r.release(o)
+	wait := make(chan error, 1)
+	err = o.do(ctx, func(o *owner) error {
+		if err := o.load(); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if o.doc != nil && len(o.doc.Heads()) > 0 {
+			wait <- nil
+			return nil
+		}
+		o.findWaiters = append(o.findWaiters, wait)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	asked := 0
+	for _, p := range n.peerList() {
+		if p.attach(id, true) == nil {
+			asked++
+		}
+	}
+	if asked == 0 {
+		return nil, fmt.Errorf("%w: %s (no peer to ask)", ErrUnavailable, id)
+	}
+	select {
+	case err := <-wait:
+		if err != nil {
+			return nil, err
+		}
+		n.r.markOpen(id)
+		return &DocHandle{repo: n.r, id: id}, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, id, ctx.Err())
+	}
+}

@@ -1,0 +1,415 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/transport"
+)
+
+// peer is one connected remote repo. Its reader goroutine (run) applies what
+// arrives; its writer goroutine pulls: it owns a set of dirty documents and a
+// small outbox of control messages and, when woken, asks each dirty
+// document's owner for the next sync message. A slow peer therefore costs a
+// bounded set of flags, and later gets one larger catch-up message.
+type peer struct {
+	n       *network
+	id      string
+	conn    transport.Conn
+	meta    *transport.PeerMetadata
+	onReady func(string)
+
+	signal chan struct{} // one-slot wake-up for the writer
+	stopc  chan struct{}
+	once   sync.Once
+
+	mu       sync.Mutex
+	closeErr error
+	dirty    map[crdt.DocumentID]bool // value: send as "request"
+	outbox   []transport.Message
+	docs     map[crdt.DocumentID]*owner // attached documents (one owner ref each)
+	detached bool
+
+	tokens float64
+	last   time.Time
+}
+
+func newPeer(n *network, id string, conn transport.Conn, meta *transport.PeerMetadata) *peer {
+	return &peer{
+		n: n, id: id, conn: conn, meta: meta,
+		signal: make(chan struct{}, 1), stopc: make(chan struct{}),
+		dirty: make(map[crdt.DocumentID]bool), docs: make(map[crdt.DocumentID]*owner),
+		tokens: n.cfg.Burst, last: time.Now(),
+	}
+}
+
+func (p *peer) wake() {
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+// markDirty asks the writer to generate a sync message for doc.
+func (p *peer) markDirty(doc crdt.DocumentID) {
+	p.mu.Lock()
+	if _, ok := p.docs[doc]; ok {
+		if _, already := p.dirty[doc]; !already {
+			p.dirty[doc] = false
+		}
+	}
+	p.mu.Unlock()
+	p.wake()
+}
+
+// enqueue queues a control message. Ephemeral messages are dropped when the
+// outbox is full; other kinds close a peer that stopped reading.
+func (p *peer) enqueue(m transport.Message) {
+	p.mu.Lock()
+	if len(p.outbox) >= p.n.cfg.OutboxSize {
+		p.mu.Unlock()
+		if m.Type == transport.TypeEphemeral {
+			return
+		}
+		p.close(fmt.Errorf("%w: outbox full", ErrProtocol))
+		return
+	}
+	p.outbox = append(p.outbox, m)
+	p.mu.Unlock()
+	p.wake()
+}
+
+// attach starts syncing doc with this peer. asRequest makes the first
+// message a "request" (we lack the document and ask for it).
+func (p *peer) attach(doc crdt.DocumentID, asRequest bool) error {
+	p.mu.Lock()
+	if p.detached {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := p.docs[doc]; ok {
+		p.mu.Unlock()
+		return nil
+	}
+	if len(p.docs) >= p.n.cfg.MaxDocuments {
+		p.mu.Unlock()
+		return ErrTooManyDocuments
+	}
+	p.mu.Unlock()
+	o, err := p.n.r.acquire(doc)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if _, ok := p.docs[doc]; ok || p.detached {
+		p.mu.Unlock()
+		p.n.r.release(o)
+		if p.detached {
+			return ErrClosed
+		}
+		return nil
+	}
+	p.docs[doc] = o
+	p.mu.Unlock()
+	err = o.send(context.Background(), func(o *owner) {
+		if err := o.load(); err != nil && !errors.Is(err, ErrNotFound) {
+			o.repo.log.Warn("load for peer failed", "doc", o.id, "peer", p.id, "err", err)
+		}
+		if o.doc == nil && !o.deleted {
+			if !asRequest {
+				return
+			}
+			o.doc = crdt.New()
+		}
+		o.peerDoc(p).request = asRequest
+		o.dirtyPeers[p] = struct{}{}
+	})
+	return err
+}
+
+// forgetDoc drops doc without touching its owner (the owner is going away).
+func (p *peer) forgetDoc(doc crdt.DocumentID) {
+	p.mu.Lock()
+	o := p.docs[doc]
+	delete(p.docs, doc)
+	delete(p.dirty, doc)
+	p.mu.Unlock()
+	if o != nil {
+		p.n.r.release(o)
+	}
+}
+
+func (p *peer) syncing(doc crdt.DocumentID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.docs[doc]
+	return ok
+}
+
+// close ends the connection (idempotent).
+func (p *peer) close(err error) {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.closeErr = err
+		p.mu.Unlock()
+		close(p.stopc)
+		_ = p.conn.Close(err)
+	})
+}
+
+// allow applies the per-connection token bucket.
+func (p *peer) allow() bool {
+	now := time.Now()
+	p.tokens += now.Sub(p.last).Seconds() * p.n.cfg.RatePerSecond
+	p.last = now
+	if p.tokens > p.n.cfg.Burst {
+		p.tokens = p.n.cfg.Burst
+	}
+	if p.tokens < 1 {
+		return false
+	}
+	p.tokens--
+	return true
+}
+
+// run registers the peer, starts its writer and reads until the end.
+func (p *peer) run(ctx context.Context) error {
+	n := p.n
+	if err := n.register(p); err != nil {
+		_ = p.conn.Close(err)
+		return err
+	}
+	log := n.r.log.With("peer", p.id)
+	log.Info("peer connected", "remote", p.conn.RemoteAddr())
+	stopCtx := context.AfterFunc(ctx, func() { p.close(ctx.Err()) })
+	defer stopCtx()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.writeLoop()
+	}()
+
+	// Announce what the share policy pushes to this peer.
+	n.r.mu.Lock()
+	live := make([]crdt.DocumentID, 0, len(n.r.docs)+len(n.r.open))
+	for id := range n.r.docs {
+		live = append(live, id)
+	}
+	for id := range n.r.open {
+		if _, ok := n.r.docs[id]; !ok {
+			live = append(live, id)
+		}
+	}
+	n.r.mu.Unlock()
+	for _, id := range live {
+		if n.r.cfg.Share.Announce(p.id, id) {
+			_ = p.attach(id, false)
+		}
+	}
+	if p.onReady != nil {
+		p.onReady(p.id)
+	}
+
+	var reason error
+	for {
+		m, err := p.conn.ReadMessage(context.Background())
+		if err != nil {
+			reason = err
+			if errors.Is(err, transport.ErrUnknownType) {
+				log.Debug("dropping message of unknown type", "type", m.Type)
+				continue
+			}
+			break
+		}
+		if !p.allow() {
+			reason = ErrRateLimited
+			break
+		}
+		if err := p.handle(ctx, m); err != nil {
+			reason = err
+			break
+		}
+	}
+	p.close(reason)
+	wg.Wait()
+	n.unregister(p)
+	p.detach()
+	p.mu.Lock()
+	if p.closeErr != nil {
+		reason = p.closeErr
+	}
+	p.mu.Unlock()
+	log.Info("peer disconnected", "reason", reason)
+	return reason
+}
+
+// detach releases every attached document.
+func (p *peer) detach() {
+	p.mu.Lock()
+	p.detached = true
+	docs := p.docs
+	p.docs = map[crdt.DocumentID]*owner{}
+	p.dirty = map[crdt.DocumentID]bool{}
+	p.mu.Unlock()
+	for _, o := range docs {
+		_ = o.send(context.Background(), func(o *owner) {
+			delete(o.peers, p)
+			delete(o.dirtyPeers, p)
+			o.peerGone(p)
+		})
+		p.n.r.release(o)
+	}
+}
+
+// handle applies one message from the peer. A returned error closes the
+// connection.
+func (p *peer) handle(ctx context.Context, m transport.Message) error {
+	n := p.n
+	log := n.r.log
+	if m.SenderID != p.id {
+		// The reference server drops these silently; relayed ephemeral
+		// echoes look like this.
+		log.Debug("dropping message with foreign senderId", "peer", p.id, "sender", m.SenderID, "type", m.Type)
+		return nil
+	}
+	switch m.Type {
+	case transport.TypeSync, transport.TypeRequest:
+		id, err := crdt.ParseDocumentID(m.DocumentID)
+		if err != nil {
+			log.Info("bad documentId", "peer", p.id, "doc", m.DocumentID, "err", err)
+			p.sendError(fmt.Sprintf("invalid documentId %q", m.DocumentID))
+			return nil
+		}
+		if len(m.Data) == 0 {
+			p.sendError(fmt.Sprintf("%s for %s without data", m.Type, id))
+			return nil
+		}
+		if !n.r.cfg.Share.Access(p.id, id) {
+			p.enqueue(p.unavailable(id))
+			return nil
+		}
+		return p.receive(id, m.Data, m.Type == transport.TypeRequest)
+	case transport.TypeDocUnavailable:
+		id, err := crdt.ParseDocumentID(m.DocumentID)
+		if err != nil {
+			return nil
+		}
+		if o := p.attached(id); o != nil {
+			_ = o.send(ctx, func(o *owner) { o.peerUnavailable(p) })
+		}
+		return nil
+	case transport.TypeEphemeral:
+		return p.ephemeral(m)
+	case transport.TypeJoin:
+		p.sendError("already joined")
+		return fmt.Errorf("%w: second join", ErrProtocol)
+	case transport.TypeLeave:
+		return fmt.Errorf("peer left")
+	case transport.TypePeer, transport.TypeRemoteSubscriptionChange, transport.TypeRemoteHeadsChanged:
+		return nil
+	case transport.TypeError:
+		log.Info("peer reported an error", "peer", p.id, "message", m.Message)
+		return nil
+	default:
+		log.Debug("dropping message of unknown type", "peer", p.id, "type", m.Type)
+		return nil
+	}
+}
+
+func (p *peer) attached(id crdt.DocumentID) *owner {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.docs[id]
+}
+
+func (p *peer) sendError(msg string) {
+	p.enqueue(transport.Message{Type: transport.TypeError, SenderID: p.n.peerID, TargetID: p.id, Message: msg})
+}
+
+func (p *peer) unavailable(id crdt.DocumentID) transport.Message {
+	return transport.Message{Type: transport.TypeDocUnavailable, SenderID: p.n.peerID, TargetID: p.id, DocumentID: string(id)}
+}
+
+// receive feeds a sync or request message into the document's owner.
+func (p *peer) receive(id crdt.DocumentID, data []byte, isRequest bool) error {
+	o := p.attached(id)
+	if o == nil {
+		if err := p.attach(id, false); err != nil {
+			if errors.Is(err, ErrTooManyDocuments) {
+				p.sendError(fmt.Sprintf("too many documents on this connection (limit %d)", p.n.cfg.MaxDocuments))
+				return err
+			}
+			return err
+		}
+		o = p.attached(id)
+		if o == nil {
+			return ErrClosed
+		}
+	}
+	// The owner applies it; the reader does not wait, so many documents
+	// progress at once and a busy document does not stall the connection.
+	buf := append([]byte(nil), data...)
+	return o.send(context.Background(), func(o *owner) { o.receiveSync(p, buf, isRequest) })
+}
+
+// writeLoop is the only writer of p.conn.
+func (p *peer) writeLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-p.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-p.stopc:
+			return
+		case <-p.signal:
+		}
+		for {
+			p.mu.Lock()
+			out := p.outbox
+			p.outbox = nil
+			dirty := p.dirty
+			p.dirty = make(map[crdt.DocumentID]bool)
+			owners := make(map[crdt.DocumentID]*owner, len(dirty))
+			for id := range dirty {
+				if o := p.docs[id]; o != nil {
+					owners[id] = o
+				}
+			}
+			p.mu.Unlock()
+			if len(out) == 0 && len(dirty) == 0 {
+				break
+			}
+			for _, m := range out {
+				if err := p.conn.WriteMessage(ctx, m); err != nil {
+					p.close(err)
+					return
+				}
+			}
+			for id, o := range owners {
+				msgs, err := o.generate(ctx, p)
+				if err != nil {
+					continue
+				}
+				for _, m := range msgs {
+					if err := p.conn.WriteMessage(ctx, m); err != nil {
+						p.close(err)
+						return
+					}
+				}
+				_ = id
+			}
+		}
+	}
+}

@@ -1,0 +1,330 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/persistence"
+)
+
+// Config configures a Repo. The zero value of every field but Store is a
+// documented default.
+type Config struct {
+	// Store keeps the documents. Required. The Repo does not close it.
+	Store persistence.Store
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// IdleTimeout is how long a document with no users, subscribers or
+	// peers stays in memory after its last operation. Default 30s.
+	IdleTimeout time.Duration
+	// MaxBatch bounds how many queued operations a document applies before
+	// it persists once. Default 256.
+	MaxBatch int
+	// CompactMinBytes: a document is compacted into one snapshot once its
+	// incremental chunks hold at least this many bytes and more bytes than
+	// its snapshot. Default 16 KiB.
+	CompactMinBytes int64
+	// PeerID names this repo to sync peers. Default "tandem-" + random.
+	PeerID string
+	// Share decides what this repo announces and serves to peers. Default:
+	// ServerSharePolicy (announce nothing, serve any document a peer names).
+	Share SharePolicy
+	// StorageID is advertised to peers. Default: the store's persistent
+	// storage id, created on first use.
+	StorageID string
+	// Ephemeral advertises this repo as one whose storage may lose data.
+	Ephemeral bool
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 256
+	}
+	if c.CompactMinBytes == 0 {
+		c.CompactMinBytes = 16 << 10
+	}
+	if c.Share == nil {
+		c.Share = ServerSharePolicy{}
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("%w: Store is required", ErrInvalidConfig)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("%w: IdleTimeout %v is negative", ErrInvalidConfig, c.IdleTimeout)
+	case c.MaxBatch < 0:
+		return fmt.Errorf("%w: MaxBatch %d is negative", ErrInvalidConfig, c.MaxBatch)
+	case c.CompactMinBytes < 0:
+		return fmt.Errorf("%w: CompactMinBytes %d is negative", ErrInvalidConfig, c.CompactMinBytes)
+	}
+	return nil
+}
+
+// Repo is the engine: a set of Automerge documents on a Store, each owned by
+// one goroutine while it is live, synced with any connected peers.
+type Repo struct {
+	cfg   Config
+	log   *slog.Logger
+	store persistence.Store
+
+	mu     sync.Mutex
+	docs   map[crdt.DocumentID]*owner
+	open   map[crdt.DocumentID]struct{} // documents handed out: synced again on reconnect
+	closed bool
+	wg     sync.WaitGroup // owner goroutines
+
+	net *network
+}
+
+// DocInfo describes a stored document without loading it.
+type DocInfo struct {
+	ID      crdt.DocumentID
+	URL     string
+	Size    int64
+	Created time.Time
+	Updated time.Time
+	Heads   []string
+}
+
+// New opens a Repo over cfg.Store.
+func New(cfg Config) (*Repo, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	r := &Repo{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		store: cfg.Store,
+		docs:  make(map[crdt.DocumentID]*owner),
+		open:  make(map[crdt.DocumentID]struct{}),
+	}
+	r.net = newNetwork(r)
+	return r, nil
+}
+
+// PeerID is the id this repo uses towards sync peers.
+func (r *Repo) PeerID() string { return r.net.peerID }
+
+// Create makes a new empty document and stores it.
+func (r *Repo) Create(ctx context.Context) (*DocHandle, error) {
+	return r.createDoc(ctx, crdt.New())
+}
+
+// CreateJSON makes a new document whose root is the JSON object data.
+func (r *Repo) CreateJSON(ctx context.Context, data []byte) (*DocHandle, error) {
+	doc, err := crdt.FromJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	return r.createDoc(ctx, doc)
+}
+
+// Import stores an Automerge document (as saved by any Automerge
+// implementation) under a new id.
+func (r *Repo) Import(ctx context.Context, data []byte) (*DocHandle, error) {
+	doc, err := crdt.Load(data)
+	if err != nil {
+		return nil, err
+	}
+	return r.createDoc(ctx, doc)
+}
+
+func (r *Repo) createDoc(ctx context.Context, doc *crdt.Doc) (*DocHandle, error) {
+	id := crdt.NewDocumentID()
+	if _, err := r.store.Append(ctx, string(id), doc.Save(), hexHeads(doc.Heads())); err != nil {
+		return nil, fmt.Errorf("repo: store new document: %w", err)
+	}
+	r.markOpen(id)
+	r.net.announce(id)
+	return &DocHandle{repo: r, id: id}, nil
+}
+
+// Find returns a handle on a stored document, or ErrNotFound. When the
+// document is not stored locally and peers are connected, Find asks them
+// (see FindRemote).
+func (r *Repo) Find(ctx context.Context, id crdt.DocumentID) (*DocHandle, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	if r.isLive(id) {
+		r.markOpen(id)
+		return &DocHandle{repo: r, id: id}, nil
+	}
+	if _, err := r.store.Stat(ctx, string(id)); err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			if r.net.hasPeers() {
+				return r.net.findRemote(ctx, id)
+			}
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		return nil, err
+	}
+	r.markOpen(id)
+	r.net.announce(id)
+	return &DocHandle{repo: r, id: id}, nil
+}
+
+func (r *Repo) markOpen(id crdt.DocumentID) {
+	r.mu.Lock()
+	r.open[id] = struct{}{}
+	r.mu.Unlock()
+}
+
+// FindURL is Find for an automerge URL (or bare document id).
+func (r *Repo) FindURL(ctx context.Context, url string) (*DocHandle, error) {
+	id, _, err := crdt.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return r.Find(ctx, id)
+}
+
+// Delete removes a document from memory and storage.
+func (r *Repo) Delete(ctx context.Context, id crdt.DocumentID) error {
+	o, err := r.acquire(id)
+	if err != nil {
+		return err
+	}
+	defer r.release(o)
+	r.mu.Lock()
+	delete(r.open, id)
+	r.mu.Unlock()
+	return o.do(ctx, func(o *owner) error { return o.deleteDoc(ctx) })
+}
+
+// List describes every stored document, reading only metadata.
+func (r *Repo) List(ctx context.Context) ([]DocInfo, error) {
+	var out []DocInfo
+	err := r.store.List(ctx, func(m persistence.Meta) error {
+		out = append(out, DocInfo{
+			ID: crdt.DocumentID(m.ID), URL: crdt.DocumentID(m.ID).URL(), Size: m.Size,
+			Created: m.Created, Updated: m.Updated, Heads: m.Heads,
+		})
+		return nil
+	})
+	return out, err
+}
+
+// Live reports how many documents are currently held in memory.
+func (r *Repo) Live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.docs)
+}
+
+// Close disconnects every peer, flushes every live document and stops all
+// goroutines. It does not close the Store.
+func (r *Repo) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	owners := make([]*owner, 0, len(r.docs))
+	for _, o := range r.docs {
+		owners = append(owners, o)
+	}
+	r.mu.Unlock()
+
+	r.net.close()
+	for _, o := range owners {
+		o.stop()
+	}
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("repo: close: %w", ctx.Err())
+	}
+}
+
+func (r *Repo) checkOpen() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (r *Repo) isLive(id crdt.DocumentID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.docs[id]
+	return ok
+}
+
+// acquire returns the live owner of id, starting one if needed, with one
+// reference taken; the caller must release it. An owner with references is
+// never evicted.
+func (r *Repo) acquire(id crdt.DocumentID) (*owner, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	o := r.docs[id]
+	if o == nil {
+		o = newOwner(r, id)
+		r.docs[id] = o
+		r.wg.Add(1)
+		go o.run()
+	}
+	o.refs++
+	return o, nil
+}
+
+func (r *Repo) release(o *owner) {
+	r.mu.Lock()
+	o.refs--
+	r.mu.Unlock()
+}
+
+// tryEvict removes o from the live set if nobody holds it. Called by the
+// owner goroutine itself.
+func (r *Repo) tryEvict(o *owner) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o.refs > 0 || len(o.inbox) > 0 {
+		return false
+	}
+	if r.docs[o.id] == o {
+		delete(r.docs, o.id)
+	}
+	return true
+}
+
+// forget removes o from the live set unconditionally (after Close or a
+// deletion); later acquires start a fresh owner.
+func (r *Repo) forget(o *owner) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.docs[o.id] == o {
+		delete(r.docs, o.id)
+	}
+}
+
+func hexHeads(hs []crdt.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
+}
