@@ -86,7 +86,7 @@ func newNetwork(r *Repo) *network {
 		id = "tandem-" + randomHex(6)
 	}
 	return &network{
-		r: r, peerID: id, peers: make(map[string]*peer),
+		r: r, peerID: id, cfg: r.cfg.Peers, peers: make(map[string]*peer),
 		ephSeen: make(map[string]uint64), sessionID: randomHex(6),
 		ephSubs: make(map[crdt.DocumentID]map[*EphemeralSubscription]struct{}),
 	}
@@ -208,7 +208,6 @@ func (n *network) unregister(p *peer) {
 // connection ends or ctx is cancelled. It returns why the connection ended.
 func (r *Repo) Accept(ctx context.Context, conn transport.Conn) error {
 	n := r.net
-	n.cfg.setDefaults()
 	if err := r.checkOpen(); err != nil {
 		_ = conn.Close(err)
 		return err
@@ -258,7 +257,6 @@ func (r *Repo) Accept(ctx context.Context, conn transport.Conn) error {
 // is called once the handshake is done.
 func (r *Repo) Connect(ctx context.Context, conn transport.Conn, onReady func(peerID string)) error {
 	n := r.net
-	n.cfg.setDefaults()
 	if err := r.checkOpen(); err != nil {
 		_ = conn.Close(err)
 		return err

@@ -219,17 +219,19 @@ func (p *peer) run(ctx context.Context) error {
 	var reason error
 	for {
 		m, err := p.conn.ReadMessage(context.Background())
-		if err != nil {
+		unknown := err != nil && errors.Is(err, transport.ErrUnknownType)
+		if err != nil && !unknown {
 			reason = err
-			if errors.Is(err, transport.ErrUnknownType) {
-				log.Debug("dropping message of unknown type", "type", m.Type)
-				continue
-			}
 			break
 		}
 		if !p.allow() {
 			reason = ErrRateLimited
+			log.Warn("closing peer over its message rate", "limit_per_s", n.cfg.RatePerSecond)
 			break
+		}
+		if unknown {
+			log.Debug("dropping message of unknown type", "type", m.Type)
+			continue
 		}
 		if err := p.handle(ctx, m); err != nil {
 			reason = err

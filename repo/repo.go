@@ -39,6 +39,9 @@ type Config struct {
 	StorageID string
 	// Ephemeral advertises this repo as one whose storage may lose data.
 	Ephemeral bool
+	// Peers bounds what each connection may do (defaults documented on
+	// PeerConfig).
+	Peers PeerConfig
 }
 
 func (c *Config) setDefaults() {
@@ -57,6 +60,7 @@ func (c *Config) setDefaults() {
 	if c.Share == nil {
 		c.Share = ServerSharePolicy{}
 	}
+	c.Peers.setDefaults()
 }
 
 func (c *Config) validate() error {

@@ -21,6 +21,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	maxMsg := fs.Int64("max-message-size", 64<<20, "largest WebSocket message accepted, in bytes")
 	peerID := fs.String("peer-id", "", "the server's peer id (default: tandem-<random>)")
+	handshake := fs.Duration("handshake-timeout", 10*time.Second, "time a connection has to send join")
+	rate := fs.Float64("rate", 2000, "messages per second allowed per connection (burst: twice that)")
+	maxDocs := fs.Int("max-docs-per-conn", 10000, "documents one connection may sync")
+	ping := fs.Duration("ping-interval", 5*time.Second, "WebSocket ping interval; a peer silent for two intervals is dropped")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -32,8 +36,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
 	}
-	if *maxMsg <= 0 {
-		return fmt.Errorf("%w: --max-message-size must be positive", errUsage)
+	if *maxMsg <= 0 || *handshake <= 0 || *rate <= 0 || *maxDocs <= 0 || *ping <= 0 {
+		return fmt.Errorf("%w: --max-message-size, --handshake-timeout, --rate, --max-docs-per-conn and --ping-interval must be positive", errUsage)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
@@ -46,7 +50,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("open store %s: %w", *data, err)
 	}
 	defer store.Close()
-	r, err := repo.New(repo.Config{Store: store, Logger: log, PeerID: *peerID})
+	r, err := repo.New(repo.Config{
+		Store: store, Logger: log, PeerID: *peerID,
+		Peers: repo.PeerConfig{HandshakeTimeout: *handshake, RatePerSecond: *rate, MaxDocuments: *maxDocs},
+	})
 	if err != nil {
 		return err
 	}
@@ -55,7 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	wcfg := ws.Config{MaxMessageSize: *maxMsg, Logger: log}
+	wcfg := ws.Config{MaxMessageSize: *maxMsg, PingInterval: *ping, Logger: log}
 	srv, err := server.New(server.Config{Repo: r, WS: wcfg, Logger: log})
 	if err != nil {
 		return err

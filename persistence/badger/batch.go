@@ -86,11 +86,12 @@ func finish(o *op, err error) {
 // commitSome commits a prefix of ops in one transaction, finishes those
 // ops (and any that failed on their own) and returns the rest.
 func (s *Store) commitSome(ops []*op) []*op {
-	for attempt := 0; len(ops) > 0; attempt++ {
+	limit, conflicts := len(ops), 0
+	for len(ops) > 0 {
+		cur := ops[:min(limit, len(ops))]
 		txn := s.db.NewTransaction(true)
-		n, failed, err := applyAll(txn, ops)
-		switch {
-		case failed >= 0:
+		n, failed, err := applyAll(txn, cur)
+		if failed >= 0 {
 			// One write failed on its own (or alone does not fit in a
 			// transaction): fail it and rebuild the transaction without
 			// its partial effects.
@@ -101,36 +102,28 @@ func (s *Store) commitSome(ops []*op) []*op {
 			finish(ops[failed], err)
 			ops = append(ops[:failed:failed], ops[failed+1:]...)
 			continue
-		case n < len(ops):
-			// The transaction is full: redo the writes that fit, so it holds
-			// no partial write, and leave the rest for the next round.
+		}
+		if n < len(cur) {
+			// The transaction is full: rebuild it with the writes that fit,
+			// so it holds no partial write; the rest go in the next one.
 			txn.Discard()
-			txn = s.db.NewTransaction(true)
-			if _, failed, err = applyAll(txn, ops[:n]); failed >= 0 || err != nil {
-				txn.Discard()
-				continue
-			}
+			limit = n
+			continue
 		}
 		err = txn.Commit()
 		txn.Discard()
 		switch {
-		case err == nil:
-			for _, o := range ops[:n] {
-				finish(o, nil)
-			}
-			return ops[n:]
-		case errors.Is(err, bdb.ErrConflict) && attempt < maxRetries:
+		case errors.Is(err, bdb.ErrConflict) && conflicts < maxRetries:
+			conflicts++
 			continue
-		case errors.Is(err, bdb.ErrTxnTooBig) && n > 1:
-			// Badger adds a marker entry at commit time; try half.
-			ops = ops[:n/2:n/2]
-			// The ops cut off here are lost from this call's view;
-			// handled by the loop below instead.
+		case errors.Is(err, bdb.ErrTxnTooBig) && len(cur) > 1:
+			limit = len(cur) / 2
+			continue
 		}
-		for _, o := range ops[:n] {
+		for _, o := range cur {
 			finish(o, err)
 		}
-		return ops[n:]
+		return ops[len(cur):]
 	}
 	return nil
 }

@@ -427,21 +427,17 @@ func (s *Store) compactTxn(txn *bdb.Txn, id string, snapshot []byte, upTo uint64
 	return nil
 }
 
-// deleteChunks deletes the chunk keys of id with seq <= upTo, in as many
-// transactions as needed. The caller holds s.mu shared.
+// deleteChunks deletes the chunk keys of id with seq <= upTo that are
+// dead, in as many transactions as needed. The caller holds s.mu shared.
 func (s *Store) deleteChunks(id string, upTo uint64) error {
 	prefix := chunkPrefix(id)
 	last := chunkKey(id, upTo)
-	batch := s.hooks.deleteBatch
-	if batch <= 0 {
-		batch = 10000
-	}
 	for {
 		var keys [][]byte
 		err := s.db.View(func(txn *bdb.Txn) error {
 			it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix})
 			defer it.Close()
-			for it.Rewind(); it.Valid() && len(keys) < batch; it.Next() {
+			for it.Rewind(); it.Valid() && len(keys) < 10000; it.Next() {
 				k := it.Item().KeyCopy(nil)
 				if bytes.Compare(k, last) > 0 {
 					break
@@ -456,27 +452,40 @@ func (s *Store) deleteChunks(id string, upTo uint64) error {
 		if len(keys) == 0 {
 			return nil
 		}
-		if err := s.deleteKeys(keys); err != nil {
-			return err
-		}
-		if err := s.hook("chunks-deleted"); err != nil {
+		if err := s.deleteDead(id, keys); err != nil {
 			return err
 		}
 	}
 }
 
-// deleteKeys deletes keys, committing whenever a transaction is full.
-// Blind deletes never conflict.
-func (s *Store) deleteKeys(keys [][]byte) error {
+// deleteDead deletes those of the chunk keys of id that are dead: all of
+// them if the document has no meta record (deleted), else those covered by
+// its snapshot. It decides inside each deleting transaction, so a
+// concurrent write that revives a key makes the transaction conflict and
+// be redone rather than delete live data. After every transaction it calls
+// the "chunks-deleted" test hook.
+func (s *Store) deleteDead(id string, keys [][]byte) error {
+	batch := s.hooks.deleteBatch
+	if batch <= 0 {
+		batch = 1000
+	}
+	prefix := chunkPrefix(id)
 	for len(keys) > 0 {
 		n := 0
 		err := s.update(func(txn *bdb.Txn) error {
 			n = 0
-			for _, k := range keys {
-				if err := txn.Delete(k); errors.Is(err, bdb.ErrTxnTooBig) && n > 0 {
-					return nil
-				} else if err != nil {
-					return err
+			m, found, err := getMeta(txn, id)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys[:min(batch, len(keys))] {
+				seq, ok := chunkSeq(k, prefix)
+				if ok && (!found || seq <= m.covered) {
+					if err := txn.Delete(k); errors.Is(err, bdb.ErrTxnTooBig) && n > 0 {
+						return nil
+					} else if err != nil {
+						return err
+					}
 				}
 				n++
 			}
@@ -486,6 +495,9 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 			return err
 		}
 		keys = keys[n:]
+		if err := s.hook("chunks-deleted"); err != nil {
+			return err
+		}
 	}
 	return nil
 }
