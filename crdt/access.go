@@ -26,6 +26,9 @@ func (d *Doc) lookup(tokens []string) (*automerge.Value, error) {
 func child(v *automerge.Value, tok string) (*automerge.Value, error) {
 	switch v.Kind() {
 	case automerge.KindMap:
+		if tok == "" {
+			return nil, fmt.Errorf("%w: no key \"\" (Automerge map keys cannot be empty)", ErrPathNotFound)
+		}
 		c, err := v.Map().Get(tok)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -105,9 +108,10 @@ func guardPass(f func() error) (err error) {
 	return f()
 }
 
-// JSON returns the JSON encoding of Get(ptr), with map keys sorted.
-// Integral float64 values keep a ".0", so that FromJSON or SetJSON of the
-// output restores the same number types.
+// JSON returns the JSON encoding of Get(ptr), as JSON.stringify would
+// write it but with map keys sorted. An integral float64 prints like an
+// integer (2.0 as 2), so the int/float distinction of Get does not survive
+// a round trip through JSON text.
 func (d *Doc) JSON(ptr string) ([]byte, error) {
 	v, err := d.Get(ptr)
 	if err != nil {
@@ -175,6 +179,9 @@ func (d *Doc) writeNormalized(ptr string, tokens []string, n any, mode int) erro
 		last := tokens[len(tokens)-1]
 		switch parent.Kind() {
 		case automerge.KindMap:
+			if last == "" {
+				return fmt.Errorf("%w: %q: Automerge map keys cannot be empty", ErrInvalidPointer, ptr)
+			}
 			d.beginWrite(ptr)
 			return wrapWrite(putInMap(parent.Map(), last, n))
 		case automerge.KindList:
@@ -238,6 +245,9 @@ func (d *Doc) remove(ptr string, tokens []string) error {
 		last := tokens[len(tokens)-1]
 		switch parent.Kind() {
 		case automerge.KindMap:
+			if last == "" {
+				return fmt.Errorf("%w: %q", ErrPathNotFound, ptr)
+			}
 			m := parent.Map()
 			v, err := m.Get(last)
 			if err != nil {

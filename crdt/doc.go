@@ -30,6 +30,29 @@
 // document at its last committed heads, which costs as much as a load:
 // error paths only.
 //
+// # Sync
+//
+// SyncState wraps automerge-go's sync session (Automerge sync protocol
+// version 1, which JavaScript Automerge 3 falls back to for this peer). It
+// adds what automerge-go lacks: SyncResult reports the changes a message
+// carried as persistable bytes; Receive checks every change's checksum
+// before the Rust core sees it; and Generate recovers from a stall of the
+// automerge-rs protocol implementation (a Bloom filter false positive while
+// changes are in flight leaves both peers silent with different heads).
+// Changes received before their dependencies wait inside Automerge; Doc
+// remembers them so that Rollback, which rebuilds the inner document, does
+// not lose them.
+//
+// # Untrusted input
+//
+// Framing and checksums of documents, change chunks and sync messages are
+// verified in Go, so corrupted bytes give errors. But the Rust core of
+// automerge-go aborts the process (a Rust panic across the C boundary,
+// which Go cannot recover) on some well-formed, correctly checksummed
+// changes whose operations are inconsistent, such as a map key used on a
+// list. A peer that crafts such a change can therefore crash the process:
+// accept sync only from authenticated peers.
+//
 // # Strings are Text
 //
 // Set stores Go strings as Automerge Text objects, not as scalar strings.
@@ -43,9 +66,13 @@
 //
 // # Numbers
 //
-// Integers are stored as Automerge int (int64) and other numbers as f64,
-// as JavaScript Automerge does; Get returns int64 and float64 accordingly
-// (uint64 only for values written that way by another program), and JSON
-// keeps a ".0" on integral floats so that the distinction survives a JSON
-// round trip.
+// Integers are stored as Automerge int (int64) and other numbers as f64;
+// Get returns int64 and float64 accordingly (uint64 only for values written
+// that way by another program). JSON writes numbers as JavaScript does, so
+// an integral f64 prints as an integer. JavaScript Automerge itself is not
+// consistent here (A.from({a: -7}) stores f64, d.a = -7 stores int), so do
+// not rely on the stored number type of values written by others.
+//
+// Automerge map keys cannot be empty: a value with a "" key is refused
+// (ErrTypeMismatch), and so is the pointer "/" for writing.
 package crdt

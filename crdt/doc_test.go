@@ -22,7 +22,13 @@ func mustFromJSON(t testing.TB, s string) *Doc {
 	return d
 }
 
-func jsonOf(t testing.TB, d *Doc, ptr string) string {
+// fatalHelper is the part of testing.TB (and rapid.T) the helpers need.
+type fatalHelper interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func jsonOf(t fatalHelper, d *Doc, ptr string) string {
 	t.Helper()
 	b, err := d.JSON(ptr)
 	if err != nil {
@@ -41,7 +47,7 @@ func mustCommit(t testing.TB, d *Doc, msg string) CommitInfo {
 }
 
 const sample = `{"title":"Ops","n":1,"f":1.5,"whole":2.0,"ok":true,"none":null,` +
-	`"list":[1,"two",{"three":3}],"nested":{"a":{"b":"c"}},"a/b":1,"m~n":2,"":"empty key"}`
+	`"list":[1,"two",{"three":3}],"nested":{"a":{"b":"c"}},"a/b":1,"m~n":2}`
 
 func TestFromJSONRoundTrip(t *testing.T) {
 	tests := []string{
@@ -61,7 +67,7 @@ func TestFromJSONRoundTrip(t *testing.T) {
 		if !jsonEqual(normalizeT(t, a), normalizeT(t, b)) {
 			t.Errorf("round trip of %s gave %s", in, out)
 		}
-		// A second round trip is byte-identical (types preserved, keys sorted).
+		// A second round trip is byte-identical (keys sorted).
 		d2 := mustFromJSON(t, out)
 		if out2 := jsonOf(t, d2, ""); out2 != out {
 			t.Errorf("second round trip: %s != %s", out2, out)
@@ -111,11 +117,11 @@ func TestNumberTypes(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Get = %#v, want %#v", got, want)
 	}
-	if s := jsonOf(t, d, "/w"); s != "2.0" {
-		t.Errorf("JSON(/w) = %s, want 2.0", s)
+	if s := jsonOf(t, d, "/w"); s != "2" { // as JSON.stringify writes it
+		t.Errorf("JSON(/w) = %s, want 2", s)
 	}
-	if s := jsonOf(t, d, "/e"); s != "100.0" {
-		t.Errorf("JSON(/e) = %s, want 100.0", s)
+	if s := jsonOf(t, d, "/e"); s != "100" {
+		t.Errorf("JSON(/e) = %s, want 100", s)
 	}
 
 	// Go values.
@@ -163,6 +169,8 @@ func TestFromJSONErrors(t *testing.T) {
 		{`"s"`, ErrTypeMismatch},
 		{`null`, ErrTypeMismatch},
 		{`{"a":1e999}`, ErrInvalidJSON},
+		{`{"":1}`, ErrTypeMismatch},
+		{`{"a":[{"":1}]}`, ErrTypeMismatch},
 	}
 	for _, tt := range tests {
 		if _, err := FromJSON([]byte(tt.in)); !errors.Is(err, tt.want) {
@@ -181,7 +189,7 @@ func TestGet(t *testing.T) {
 		{"/title", `"Ops"`, nil},
 		{"/n", `1`, nil},
 		{"/f", `1.5`, nil},
-		{"/whole", `2.0`, nil},
+		{"/whole", `2`, nil},
 		{"/ok", `true`, nil},
 		{"/none", `null`, nil},
 		{"/list", `[1,"two",{"three":3}]`, nil},
@@ -190,7 +198,7 @@ func TestGet(t *testing.T) {
 		{"/nested/a/b", `"c"`, nil},
 		{"/a~1b", `1`, nil},
 		{"/m~0n", `2`, nil},
-		{"/", `"empty key"`, nil},
+		{"/", ``, ErrPathNotFound},
 		{"/missing", ``, ErrPathNotFound},
 		{"/list/3", ``, ErrPathNotFound},
 		{"/list/-", ``, ErrPathNotFound},
@@ -247,6 +255,8 @@ func TestSet(t *testing.T) {
 		{"root not object", "", []any{1}, ``, "", ErrTypeMismatch},
 		{"bad pointer", "a", 1, ``, "", ErrInvalidPointer},
 		{"NaN", "/a", nan(), ``, "", ErrTypeMismatch},
+		{"empty key", "/", 1, ``, "", ErrInvalidPointer},
+		{"empty key in value", "/a", map[string]any{"": 1}, ``, "", ErrTypeMismatch},
 		{"unsupported", "/a", make(chan int), ``, "", ErrTypeMismatch},
 	}
 	for _, tt := range tests {
@@ -324,6 +334,7 @@ func TestAddDelete(t *testing.T) {
 		{"delete under scalar", true, "/a/b", nil, ``, "", ErrPathNotFound},
 		{"delete root", true, "", nil, ``, "", ErrInvalidPointer},
 		{"delete bad pointer", true, "x", nil, ``, "", ErrInvalidPointer},
+		{"delete empty key", true, "/", nil, ``, "", ErrPathNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -360,7 +371,7 @@ func TestSetJSON(t *testing.T) {
 	if err := d.SetJSON("/x", []byte(`{"n":1.0,"i":2}`)); err != nil {
 		t.Fatal(err)
 	}
-	if got := jsonOf(t, d, "/x"); got != `{"i":2,"n":1.0}` {
+	if got := jsonOf(t, d, "/x"); got != `{"i":2,"n":1}` {
 		t.Errorf("got %s", got)
 	}
 	if err := d.SetJSON("/x", []byte(`{`)); !errors.Is(err, ErrInvalidJSON) {
@@ -431,6 +442,7 @@ func TestLoadJavaScriptDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// JavaScript stored the -7 pushed into the list as f64 (and 42 as int).
 	want := `{"big":2.25,"bin":"AQID","count":5,"enabled":true,"nothing":null,"raw":"scalar",` +
 		`"title":"Dashboard!","when":"2023-11-14T22:13:20.123Z",` +
 		`"widgets":[{"id":"w1","ratio":0.5,"value":42},{"id":"w2","value":-7}]}`
@@ -671,13 +683,7 @@ func TestChangesSince(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := mustFromJSON(t, `{}`) // unrelated history: the changes wait for their deps
 	old, _ := d.ChangesSince(nil)
-	e := New()
-	if err := e.LoadIncremental(old[:0]); err != nil {
-		t.Fatal(err)
-	}
-	_ = base
 	// Rebuild from the first change plus ChangesSince.
 	hist, _ := d.History()
 	first, _ := d.am.Change(automerge.ChangeHash(hist[0].Hash))

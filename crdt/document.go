@@ -30,6 +30,12 @@ type Doc struct {
 	pathSet map[string]struct{}
 
 	saved []automerge.ChangeHash // heads covered by the last Save/SaveIncremental/Load
+
+	// queued holds changes that were received but wait inside Automerge
+	// for missing dependencies. Automerge does not expose its queue, and
+	// replacing the inner document (Rollback) would lose them, which can
+	// stall sync for good: the peer remembers having sent them.
+	queued map[automerge.ChangeHash][]byte
 }
 
 // guard runs f and turns a panic (automerge-go panics on some errors) into
@@ -91,8 +97,13 @@ func FromJSON(data []byte) (*Doc, error) {
 // of JavaScript Automerge), or any concatenation of such a document and
 // change chunks (SaveIncremental, CommitInfo.Bytes, SyncResult.Changes).
 // Empty input gives an empty document, as in Automerge. Bad bytes give
-// ErrCorrupt.
+// ErrCorrupt, and so does a change whose dependencies are not in data
+// (Automerge's load is strict there; New followed by LoadIncremental
+// accepts such changes and waits for the missing ones).
 func Load(data []byte) (*Doc, error) {
+	if _, err := checkChunks(data); err != nil {
+		return nil, err
+	}
 	var am *automerge.Doc
 	err := guard(ErrCorrupt, "load", func() (err error) {
 		am, err = automerge.Load(data)
@@ -109,19 +120,24 @@ func Load(data []byte) (*Doc, error) {
 // LoadIncremental applies a document or change chunks (as accepted by
 // Load) to d. Changes d already has are ignored; changes whose
 // dependencies are missing wait inside Automerge until those arrive.
-// Unlike automerge-go's LoadIncremental, which silently ignores a bad
-// suffix, the whole input is parsed first and bad bytes give ErrCorrupt
-// with d unchanged.
+// automerge-go's LoadIncremental silently ignores everything from the first
+// chunk it cannot parse; here the framing and checksums of every chunk are
+// checked first, and bad bytes give ErrCorrupt with d unchanged.
 func (d *Doc) LoadIncremental(data []byte) error {
 	if len(data) == 0 {
 		return nil
+	}
+	changes, err := checkChunks(data)
+	if err != nil {
+		return err
 	}
 	if err := d.flush(); err != nil {
 		return err
 	}
 	if len(d.am.Heads()) == 0 {
 		// Nothing to merge with: loading as a document is much faster than
-		// applying a snapshot change by change.
+		// applying a snapshot change by change. (Load refuses changes whose
+		// dependencies are missing; the general path below queues them.)
 		actor := d.am.ActorID()
 		var am *automerge.Doc
 		err := guard(ErrCorrupt, "load incremental", func() (err error) {
@@ -130,20 +146,93 @@ func (d *Doc) LoadIncremental(data []byte) error {
 			}
 			return am.SetActorID(actor)
 		})
-		if err != nil {
-			return err
+		if err == nil {
+			return d.replaceInner(am)
 		}
-		d.am = am
+	}
+	err = guard(ErrCorrupt, "load incremental", func() error { return d.am.LoadIncremental(data) })
+	if err != nil {
+		return err
+	}
+	d.trackQueued(changes)
+	return nil
+}
+
+// hasChange reports whether the change is applied (not merely queued).
+func (d *Doc) hasChange(h automerge.ChangeHash) bool {
+	_, err := d.am.Change(h)
+	return err == nil
+}
+
+// trackQueued forgets queued changes that got applied and remembers those
+// among candidates (just given to Automerge) that were not applied. Only
+// the candidates that no other candidate depends on are looked up, and
+// below them only those that turn out to be unapplied: an applied change's
+// dependencies are applied.
+func (d *Doc) trackQueued(candidates []changeChunk) {
+	for h := range d.queued {
+		if d.hasChange(h) {
+			delete(d.queued, h)
+		}
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	byHash := make(map[automerge.ChangeHash]*changeChunk, len(candidates))
+	for i := range candidates {
+		byHash[candidates[i].hash] = &candidates[i]
+	}
+	dependedOn := make(map[automerge.ChangeHash]bool)
+	for _, c := range candidates {
+		for _, dep := range c.deps {
+			dependedOn[dep] = true
+		}
+	}
+	var stack []*changeChunk
+	for i := range candidates {
+		if !dependedOn[candidates[i].hash] {
+			stack = append(stack, &candidates[i])
+		}
+	}
+	seen := make(map[automerge.ChangeHash]bool)
+	for len(stack) > 0 {
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[c.hash] {
+			continue
+		}
+		seen[c.hash] = true
+		if d.hasChange(c.hash) {
+			continue
+		}
+		if d.queued == nil {
+			d.queued = make(map[automerge.ChangeHash][]byte)
+		}
+		if _, ok := d.queued[c.hash]; !ok {
+			d.queued[c.hash] = append([]byte(nil), c.raw...)
+		}
+		for _, dep := range c.deps {
+			if dc, ok := byHash[dep]; ok {
+				stack = append(stack, dc)
+			}
+		}
+	}
+}
+
+// replaceInner makes am the inner document and gives it the queued
+// changes of the old one.
+func (d *Doc) replaceInner(am *automerge.Doc) error {
+	d.am = am
+	if len(d.queued) == 0 {
 		return nil
 	}
-	var changes []*automerge.Change
-	if err := guard(ErrCorrupt, "load incremental", func() (err error) {
-		changes, err = automerge.LoadChanges(data)
-		return err
-	}); err != nil {
-		return err
+	var all []byte
+	for _, raw := range d.queued {
+		all = append(all, raw...)
 	}
-	return guard(ErrCorrupt, "apply changes", func() error { return d.am.Apply(changes...) })
+	err := guard(ErrCorrupt, "requeue", func() error { return d.am.LoadIncremental(all) })
+	d.trackQueued(nil)
+	return err
 }
 
 // Save returns the whole document, compressed. It also marks everything as
@@ -243,7 +332,7 @@ func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
 		empty bool
 	)
 	err := guard(ErrCorrupt, "commit", func() error {
-		now := time.Now()
+		now := commitClock()
 		h, err := d.am.Commit(msg, automerge.CommitOptions{Time: &now, AllowEmpty: allowEmpty})
 		if err != nil {
 			if err.Error() == "Commit is empty" { // automerge-go's only way to say so
@@ -268,6 +357,10 @@ func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
 	}
 	return info, true, nil
 }
+
+// commitClock gives commit timestamps; tests replace it to make change
+// hashes reproducible.
+var commitClock = time.Now
 
 // flush commits pending writes with an empty message, before operations
 // that would make Automerge do so anonymously.
@@ -305,8 +398,8 @@ func (d *Doc) beginWrite(ptr string) {
 // has no rollback, so this rebuilds the document from its history up to
 // the committed heads (Fork at those heads, same actor): it costs as much
 // as loading the document and is meant for error paths only. Changes that
-// were received with missing dependencies (still queued inside Automerge)
-// are dropped too; sync will fetch them again.
+// were received with missing dependencies (queued inside Automerge) are
+// kept.
 func (d *Doc) Rollback() error {
 	if !d.dirty {
 		return nil
@@ -324,9 +417,8 @@ func (d *Doc) Rollback() error {
 	if err != nil {
 		return err
 	}
-	d.am = am
 	d.clearPending()
-	return nil
+	return d.replaceInner(am)
 }
 
 // History returns every change of the document in causal order (each

@@ -133,7 +133,7 @@ type DocumentID string
 // NewDocumentID returns a new random document id.
 func NewDocumentID() DocumentID {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand crashes the program instead)
+	_, _ = rand.Read(b[:])  // never fails (crypto/rand crashes the program instead)
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
 	return DocumentID(base58CheckEncode(b[:]))

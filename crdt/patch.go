@@ -153,10 +153,14 @@ func (d *Doc) ApplyPatch(ops []PatchOp) error {
 	if err != nil {
 		return err
 	}
-	for _, st := range steps {
+	for i, st := range steps {
 		ptr := FormatPointer(st.tokens)
 		var err error
+		if patchStepHook != nil {
+			err = patchStepHook(i)
+		}
 		switch {
+		case err != nil:
 		case st.del:
 			err = d.remove(ptr, st.tokens)
 		case st.insert:
@@ -173,6 +177,10 @@ func (d *Doc) ApplyPatch(ops []PatchOp) error {
 	}
 	return nil
 }
+
+// patchStepHook lets tests make a step of ApplyPatch fail after the dry
+// run succeeded.
+var patchStepHook func(step int) error
 
 // planPatch runs the patch on the JSON view and returns the writes it
 // makes.
@@ -341,6 +349,9 @@ func treeAdd(root any, tokens []string, v any) (any, error) {
 	return treeEdit(root, tokens, 0, func(c any, last string) (any, error) {
 		switch x := c.(type) {
 		case map[string]any:
+			if last == "" {
+				return nil, fmt.Errorf("%w: %q: Automerge map keys cannot be empty", ErrInvalidPointer, ptr)
+			}
 			x[last] = deepCopy(v)
 			return x, nil
 		case []any:

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/automerge/automerge-go"
 )
@@ -16,6 +17,12 @@ import (
 type SyncState struct {
 	doc *Doc
 	ss  *automerge.SyncState
+
+	// For stall recovery (see Generate): the last message received,
+	// without its changes, and the heads it advertised.
+	last       []byte
+	theirHeads []Hash
+	nudged     string // the missing heads a recovery message was sent for
 }
 
 // NewSyncState starts a sync session for d with a peer it knows nothing
@@ -48,6 +55,16 @@ func (s *SyncState) attach() { s.ss.Doc = s.doc.am }
 // Generate returns the next message for the peer, or false when there is
 // nothing to send until the document changes or a message arrives. Pending
 // writes are committed first.
+//
+// It also works around a liveness bug of the Automerge sync protocol
+// implementation: when a Bloom filter false positive made the peer keep back
+// a change while our own sent changes are still unacknowledged, both sides
+// fall silent with different heads (automerge-rs waits for an
+// acknowledgement that never comes instead of sending its "need"). When
+// automerge has nothing to send but the peer's last message advertised
+// heads we do not have, Generate sends one extra message, built by a fresh
+// session from that message, that asks for what is missing; at most once
+// per set of missing heads, so two peers never ping-pong.
 func (s *SyncState) Generate() ([]byte, bool) {
 	if err := s.doc.flush(); err != nil {
 		return nil, false
@@ -60,31 +77,69 @@ func (s *SyncState) Generate() ([]byte, bool) {
 		}
 		return nil
 	})
+	if out == nil {
+		out = s.recover()
+	}
 	return out, out != nil
+}
+
+// noStallRecovery lets tests show the stall that recover works around.
+var noStallRecovery bool
+
+// recover returns a message asking for heads the peer advertised and we
+// lack, or nil.
+func (s *SyncState) recover() []byte {
+	if s.last == nil || noStallRecovery {
+		return nil
+	}
+	var missing []string
+	for _, h := range s.theirHeads {
+		if !s.doc.hasChange(automerge.ChangeHash(h)) {
+			missing = append(missing, h.String())
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	key := strings.Join(missing, ",")
+	if key == s.nudged {
+		return nil
+	}
+	s.nudged = key
+	var out []byte
+	_ = guard(ErrInvalidSync, "recover", func() error {
+		fresh := automerge.NewSyncState(s.doc.am)
+		if _, err := fresh.ReceiveMessage(s.last); err != nil {
+			return err
+		}
+		if sm, ok := fresh.GenerateMessage(); ok {
+			out = sm.Bytes()
+		}
+		return nil
+	})
+	return out
 }
 
 // Receive applies a message from the peer to the document. Pending writes
 // are committed first. Bad bytes give ErrInvalidSync and leave the
 // document unchanged.
 func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
-	if _, err := parseSyncMessage(msg); err != nil {
+	hdr, err := parseSyncMessage(msg)
+	if err != nil {
 		return SyncResult{}, err
+	}
+	if msg[0] != 0x42 {
+		return SyncResult{}, fmt.Errorf("%w: message type 0x%02x: only version 1 (0x42) is supported", ErrInvalidSync, msg[0])
 	}
 	if err := s.doc.flush(); err != nil {
 		return SyncResult{}, err
 	}
 	var res SyncResult
-	err := guard(ErrInvalidSync, "receive", func() error {
+	err = guard(ErrInvalidSync, "receive", func() error {
 		before := s.doc.am.Heads()
 		s.attach()
-		sm, err := s.ss.ReceiveMessage(msg)
-		if err != nil {
+		if _, err := s.ss.ReceiveMessage(msg); err != nil {
 			return err
-		}
-		res.Heads = fromAMHashes(sm.Heads())
-		if cs := sm.Changes(); len(cs) > 0 {
-			res.NChanges = len(cs)
-			res.Changes = automerge.SaveChanges(cs)
 		}
 		res.Changed = !sameHeads(before, s.doc.am.Heads())
 		return nil
@@ -92,6 +147,21 @@ func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
 	if err != nil {
 		return SyncResult{}, err
 	}
+	res.Heads = hdr.heads
+	if len(hdr.changes) > 0 {
+		// The changes exactly as they came, each a change chunk: what
+		// automerge.SaveChanges of the message's changes gives, without
+		// another trip through cgo.
+		res.NChanges = len(hdr.changes)
+		for _, c := range hdr.changes {
+			res.Changes = append(res.Changes, c.raw...)
+		}
+		s.doc.trackQueued(hdr.changes)
+	}
+	// Keep the message without its changes for Generate's stall recovery.
+	s.last = append(append(s.last[:0], msg[:hdr.changesOff]...), 0)
+	s.theirHeads = res.Heads
+	s.nudged = ""
 	return res, nil
 }
 
@@ -119,8 +189,10 @@ func InspectSyncMessage(msg []byte) (heads []Hash, nChanges int, err error) {
 }
 
 type syncHeader struct {
-	heads    []Hash
-	nChanges int
+	heads      []Hash
+	nChanges   int
+	changesOff int // offset of the change count
+	changes    []changeChunk
 }
 
 // parseSyncMessage checks the structure of a sync message:
@@ -129,8 +201,12 @@ type syncHeader struct {
 //	heads:   uleb128 count, count × 32-byte hash
 //	need:    uleb128 count, count × 32-byte hash
 //	have:    uleb128 count, count × (last-sync hashes as above, uleb128-length Bloom filter)
-//	changes: uleb128 count, count × (uleb128 length, bytes)
+//	changes: uleb128 count, count × (uleb128 length, change chunk)
 //	anything after that (capabilities) is ignored
+//
+// In V1 messages each change must be a change chunk with a valid checksum:
+// automerge-go does not check them, and a corrupted change can crash the
+// Rust core (see checkChunks).
 func parseSyncMessage(b []byte) (syncHeader, error) {
 	r := &byteReader{b: b}
 	bad := func(what string) (syncHeader, error) {
@@ -139,8 +215,9 @@ func parseSyncMessage(b []byte) (syncHeader, error) {
 	if len(b) == 0 {
 		return bad("empty message")
 	}
-	if t := r.byte(); t != 0x42 && t != 0x43 {
-		return syncHeader{}, fmt.Errorf("%w: unknown message type 0x%02x", ErrInvalidSync, t)
+	typ := r.byte()
+	if typ != 0x42 && typ != 0x43 {
+		return syncHeader{}, fmt.Errorf("%w: unknown message type 0x%02x", ErrInvalidSync, typ)
 	}
 	var h syncHeader
 	heads, ok := r.hashes()
@@ -163,14 +240,24 @@ func parseSyncMessage(b []byte) (syncHeader, error) {
 			return bad("bad Bloom filter")
 		}
 	}
+	h.changesOff = r.off
 	nChanges, ok := r.count(1)
 	if !ok {
 		return bad("bad change count")
 	}
 	for i := 0; i < nChanges; i++ {
-		if _, ok := r.chunk(); !ok {
+		c, ok := r.chunk()
+		if !ok {
 			return bad("bad change")
 		}
+		if typ != 0x42 {
+			continue // V2 entries are not plain change chunks; only counted
+		}
+		cs, err := checkChunks(c)
+		if err != nil {
+			return syncHeader{}, fmt.Errorf("%w: change %d: %w", ErrInvalidSync, i, err)
+		}
+		h.changes = append(h.changes, cs...)
 	}
 	h.nChanges = nChanges
 	return h, nil

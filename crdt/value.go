@@ -24,6 +24,9 @@ import (
 // writers accept) is one of: nil, bool, string, int64, uint64 (only above
 // math.MaxInt64), float64 (finite), []any, map[string]any, recursively.
 
+// errEmptyKey: Automerge refuses "" as a map key.
+var errEmptyKey = fmt.Errorf("%w: Automerge map keys cannot be empty", ErrTypeMismatch)
+
 // decodeJSON decodes exactly one JSON value with UseNumber semantics.
 func decodeJSON(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -86,6 +89,9 @@ func normalize(v any) (any, error) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
+			if k == "" {
+				return nil, errEmptyKey
+			}
 			n, err := normalize(e)
 			if err != nil {
 				return nil, err
@@ -212,9 +218,10 @@ func viewOf(v *automerge.Value) (any, error) {
 	}
 }
 
-// encodeJSON encodes a value of the JSON view: map keys sorted, no HTML
-// escaping, and float64 values that happen to be integral keep a ".0" so
-// that decoding the text again (FromJSON, SetJSON) gives a float again.
+// encodeJSON encodes a value of the JSON view as JavaScript's
+// JSON.stringify and encoding/json would (numbers in their shortest form,
+// so an integral float64 prints like an integer), with map keys sorted and
+// without encoding/json's HTML escaping.
 func encodeJSON(v any) ([]byte, error) {
 	return appendJSON(nil, v)
 }
@@ -290,10 +297,6 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 			b[n-2] = b[n-1]
 			b = b[:n-1]
 		}
-		return b, nil
-	}
-	if !bytes.ContainsAny(b[start:], ".e") {
-		b = append(b, '.', '0')
 	}
 	return b, nil
 }

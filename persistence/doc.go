@@ -33,6 +33,8 @@
 //     missing document Compact with upTo == 0 creates the document from the
 //     snapshot (for imports and first saves); with upTo > 0 it returns
 //     [ErrNotFound].
+//   - PutValue accepts an empty or nil value; GetValue then returns an
+//     empty, non-nil slice.
 //   - Byte slices are copied on the way in and out: callers may reuse the
 //     buffers they pass and may modify the slices they get.
 //   - A canceled context makes a method return the context's error before

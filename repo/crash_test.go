@@ -63,6 +63,11 @@ func crashChild(dir, docURL, round string) int {
 	out.Flush()
 	for i := range 100000 {
 		_, err := h.Change(ctx, func(d *crdt.Doc) error {
+			if _, err := d.Get("/r" + round); err != nil {
+				if err := d.Set("/r"+round, map[string]any{}); err != nil {
+					return err
+				}
+			}
 			return d.Set("/r"+round+"/"+strconv.Itoa(i%50), i)
 		})
 		if err != nil {

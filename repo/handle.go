@@ -81,6 +81,7 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 		}
 		res = ChangeResult{Changed: true, Hash: info.Hash, Heads: o.doc.Heads(), Paths: info.Paths}
 		o.pending = append(o.pending, info.Bytes)
+		o.changed = true
 		o.events = append(o.events, Event{DocumentID: o.id, Paths: info.Paths, Local: true, Hash: info.Hash})
 		o.afterFlush(func(err error) { reply <- err })
 	})

@@ -137,6 +137,16 @@ func (n *network) hasPeers() bool {
 	return len(n.peers) > 0
 }
 
+// hasPeersFor reports whether some connected peer could be asked for id.
+func (n *network) hasPeersFor(id crdt.DocumentID) bool {
+	for _, p := range n.peerList() {
+		if n.r.cfg.Share.Announce(p.id, id) {
+			return true
+		}
+	}
+	return false
+}
+
 func (n *network) peerList() []*peer {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -248,6 +258,7 @@ func (r *Repo) Accept(ctx context.Context, conn transport.Conn) error {
 		return err
 	}
 	p := newPeer(n, first.SenderID, conn, first.PeerMetadata)
+	p.accepted = true
 	return p.run(ctx)
 }
 

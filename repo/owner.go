@@ -32,10 +32,10 @@ type owner struct {
 	snapshotSize int64
 	chunkBytes   int64
 	lastSeq      uint64
-	pending      [][]byte         // change bytes not yet persisted
-	waiters      []func(error)    // called after the next flush
-	events       []Event          // delivered after the next flush
-	before       any              // JSON view before the first remote change of this batch, when subscribed
+	pending      [][]byte      // change bytes not yet persisted
+	waiters      []func(error) // called after the next flush
+	events       []Event       // delivered after the next flush
+	before       any           // JSON view before the first remote change of this batch, when subscribed
 	subs         map[*Subscription]struct{}
 	peers        map[*peer]*peerDoc // sync state per connected peer
 	dirtyPeers   map[*peer]struct{} // peers to answer after the next flush
@@ -46,13 +46,13 @@ type owner struct {
 
 func newOwner(r *Repo, id crdt.DocumentID) *owner {
 	return &owner{
-		repo:  r,
-		id:    id,
-		inbox: make(chan op, 1024),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
-		subs:  make(map[*Subscription]struct{}),
-		peers: make(map[*peer]*peerDoc),
+		repo:       r,
+		id:         id,
+		inbox:      make(chan op, 1024),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		subs:       make(map[*Subscription]struct{}),
+		peers:      make(map[*peer]*peerDoc),
 		dirtyPeers: make(map[*peer]struct{}),
 	}
 }
@@ -323,6 +323,6 @@ func (o *owner) deleteDoc(ctx context.Context) error {
 		s.closeWith(fmt.Errorf("%w: %s deleted", ErrNotFound, o.id))
 		delete(o.subs, s)
 	}
-	o.repo.forget(o)
+	// The owner stays registered (answering ErrNotFound) until it is idle.
 	return nil
 }

@@ -30,6 +30,11 @@ func (o *owner) peerDoc(p *peer) *peerDoc {
 // receiveSync applies a sync or request message from p.
 func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	log := o.repo.log
+	if o.deleted && !isRequest {
+		// A peer pushes a document deleted here: it comes back, as with
+		// the reference server.
+		o.deleted = false
+	}
 	if err := o.load(); err != nil {
 		if !errors.Is(err, ErrNotFound) || o.deleted {
 			log.Warn("cannot serve document", "doc", o.id, "peer", p.id, "err", err)
@@ -171,6 +176,11 @@ func (n *network) findRemote(ctx context.Context, id crdt.DocumentID) (*DocHandl
 	}
 	asked := 0
 	for _, p := range n.peerList() {
+		// Ask only peers we would share the document with: a server
+		// (announce nothing) never asks its clients.
+		if !n.r.cfg.Share.Announce(p.id, id) {
+			continue
+		}
 		if p.attach(id, true) == nil {
 			asked++
 		}

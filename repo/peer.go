@@ -17,11 +17,12 @@ import (
 // document's owner for the next sync message. A slow peer therefore costs a
 // bounded set of flags, and later gets one larger catch-up message.
 type peer struct {
-	n       *network
-	id      string
-	conn    transport.Conn
-	meta    *transport.PeerMetadata
-	onReady func(string)
+	n        *network
+	id       string
+	conn     transport.Conn
+	meta     *transport.PeerMetadata
+	onReady  func(string)
+	accepted bool // we are the receiving side (a server's view of a client)
 
 	signal chan struct{} // one-slot wake-up for the writer
 	stopc  chan struct{}
@@ -119,10 +120,12 @@ func (p *peer) attach(doc crdt.DocumentID, asRequest bool) error {
 		if err := o.load(); err != nil && !errors.Is(err, ErrNotFound) {
 			o.repo.log.Warn("load for peer failed", "doc", o.id, "peer", p.id, "err", err)
 		}
-		if o.doc == nil && !o.deleted {
+		if o.doc == nil {
 			if !asRequest {
 				return
 			}
+			// We ask peers for a document we lack: start it empty.
+			o.deleted = false
 			o.doc = crdt.New()
 		}
 		o.peerDoc(p).request = asRequest
@@ -274,7 +277,10 @@ func (p *peer) detach() {
 func (p *peer) handle(ctx context.Context, m transport.Message) error {
 	n := p.n
 	log := n.r.log
-	if m.SenderID != p.id {
+	// On an accepted connection every message must come from the joined
+	// peer. A server we dialled relays other peers' ephemeral messages
+	// with their original senderId.
+	if m.SenderID != p.id && (p.accepted || m.Type != transport.TypeEphemeral) {
 		// The reference server drops these silently; relayed ephemeral
 		// echoes look like this.
 		log.Debug("dropping message with foreign senderId", "peer", p.id, "sender", m.SenderID, "type", m.Type)

@@ -165,12 +165,28 @@ func (r *Repo) Find(ctx context.Context, id crdt.DocumentID) (*DocHandle, error)
 		return nil, err
 	}
 	if r.isLive(id) {
-		r.markOpen(id)
-		return &DocHandle{repo: r, id: id}, nil
+		o, err := r.acquire(id)
+		if err != nil {
+			return nil, err
+		}
+		err = o.do(ctx, func(o *owner) error { return o.load() })
+		r.release(o)
+		if err == nil {
+			r.markOpen(id)
+			return &DocHandle{repo: r, id: id}, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		if r.net.hasPeersFor(id) {
+			return r.net.findRemote(ctx, id)
+		}
+		return nil, err
 	}
+	// (a document in memory but deleted falls through to the store check)
 	if _, err := r.store.Stat(ctx, string(id)); err != nil {
 		if errors.Is(err, persistence.ErrNotFound) {
-			if r.net.hasPeers() {
+			if r.net.hasPeersFor(id) {
 				return r.net.findRemote(ctx, id)
 			}
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, id)

@@ -413,11 +413,19 @@ func TestCloseRejectsCalls(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
+	waitForDump(t, cond, what, nil)
+}
+
+func waitForDump(t *testing.T, cond func() bool, what string, dump func()) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
+			if dump != nil {
+				dump()
+			}
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		<-tick.C

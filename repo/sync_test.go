@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"testing"
 
 	"github.com/tandemsync/tandem/crdt"
@@ -87,7 +89,15 @@ func TestSyncCreateFindEdit(t *testing.T) {
 		y, _ := hb.Heads(ctx)
 		return fmt.Sprint(x) == fmt.Sprint(y)
 	}
-	waitFor(t, converged, "clients converge")
+	waitForDump(t, converged, "clients converge", func() {
+		hs, _ := srv.Find(ctx, ha.ID())
+		for name, h := range map[string]*repo.DocHandle{"a": ha, "b": hb, "srv": hs} {
+			j, _ := h.JSON(ctx, "")
+			x, _ := h.Heads(ctx)
+			t.Logf("%s: %s %v", name, j, x)
+		}
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+	})
 	ja, _ := ha.JSON(ctx, "")
 	jb, _ := hb.JSON(ctx, "")
 	if string(ja) != string(jb) {

@@ -154,7 +154,9 @@ func TestDecodeLenient(t *testing.T) {
 		{"add and remove undefined", kv(t, "type", "remote-subscription-change", "add", undef, "remove", null),
 			func(m Message) bool { return m.Add == nil && m.Remove == nil }},
 		{"empty versions list kept", kv(t, "type", "join", "supportedProtocolVersions", []string{}),
-			func(m Message) bool { return m.SupportedProtocolVersions != nil && len(m.SupportedProtocolVersions) == 0 }},
+			func(m Message) bool {
+				return m.SupportedProtocolVersions != nil && len(m.SupportedProtocolVersions) == 0
+			}},
 		{"preferred map header", h(t, "a2 6474797065 646a6f696e 6873656e6465724964 6161"),
 			func(m Message) bool { return m.Type == TypeJoin && m.SenderID == "a" }},
 		{"indefinite map, text and bytes", h(t, "bf 6474797065 7f 6273 79 626e63 ff 6464617461 5f 4142 4100 ff ff"),

@@ -1,8 +1,12 @@
 package transport
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -19,25 +23,23 @@ type DecodeOptions struct {
 	MaxSize int64
 }
 
-// Structural limits: a protocol message is a flat map with a few short lists;
-// these bound what a hostile frame can make the decoder allocate (declared
-// lengths are also checked against the bytes actually present).
+// Structural limits: a protocol message is a flat map with a few short lists.
+// Together with the check that declared lengths are backed by bytes, they
+// bound what a hostile frame can make the decoder do.
 const (
 	maxNestedLevels  = 16
 	maxArrayElements = 1 << 16
 	maxMapPairs      = 1 << 12
 )
 
-// decMode is the CBOR decoder configuration; decModeErr is set only if the
-// (constant) options were rejected, which Decode reports instead of panicking.
+// decMode checks well-formedness and the limits above before Decode looks
+// at a frame; decModeErr is set only if the (constant) options were
+// rejected, which Decode and Encode report instead of panicking.
 var decMode, decModeErr = cbor.DecOptions{
-	DupMapKey:          cbor.DupMapKeyEnforcedAPF,
-	MaxNestedLevels:    maxNestedLevels,
-	MaxArrayElements:   maxArrayElements,
-	MaxMapPairs:        maxMapPairs,
-	IndefLength:        cbor.IndefLengthAllowed,
-	UTF8:               cbor.UTF8RejectInvalid,
-	ByteStringToString: cbor.ByteStringToStringForbidden,
+	MaxNestedLevels:  maxNestedLevels,
+	MaxArrayElements: maxArrayElements,
+	MaxMapPairs:      maxMapPairs,
+	IndefLength:      cbor.IndefLengthAllowed,
 }.DecMode()
 
 // Decode decodes one frame with the default options. See DecodeOptions.Decode.
@@ -45,9 +47,9 @@ func Decode(b []byte) (Message, error) {
 	return DecodeOptions{}.Decode(b)
 }
 
-// Decode decodes one frame: a single CBOR map with text keys and a text
-// "type". It checks the CBOR type of every known field but not which fields
-// the message type requires (see Message.Validate).
+// Decode decodes one frame: a single CBOR map with unique text keys and a
+// text "type". It checks the CBOR type of every known field but not which
+// fields the message type requires (see Message.Validate).
 //
 // Errors wrap ErrTooLarge, ErrMalformed, ErrMissingField (no "type") or
 // ErrUnknownType. With ErrUnknownType the returned Message holds every field
@@ -67,17 +69,20 @@ func (o DecodeOptions) Decode(b []byte) (Message, error) {
 	if len(b) == 0 {
 		return Message{}, fmt.Errorf("%w: empty input", ErrMalformed)
 	}
-	if mt := b[0] >> 5; mt != majorMap {
+	if b[0]>>5 != majorMap {
 		return Message{}, fmt.Errorf("%w: top level is %s, not a map", ErrMalformed, majorName(b[0]))
 	}
-	var top map[string]cbor.RawMessage
-	if err := decMode.Unmarshal(b, &top); err != nil {
+	// From here on b is one well-formed item within the limits, so the
+	// walk below only has to check types, UTF-8 and duplicate keys.
+	if err := decMode.Wellformed(b); err != nil {
 		return Message{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-
-	var m Message
-	raw, ok := top[keyType]
-	if !ok || isAbsent(raw) {
+	var f topFields
+	if err := f.collect(b); err != nil {
+		return Message{}, err
+	}
+	raw := f.raw[idxType]
+	if raw == nil {
 		return Message{}, fmt.Errorf("%w: type", ErrMissingField)
 	}
 	t, err := decodeText(keyType, raw)
@@ -87,8 +92,8 @@ func (o DecodeOptions) Decode(b []byte) (Message, error) {
 	if t == "" {
 		return Message{}, fmt.Errorf("%w: type is empty", ErrMissingField)
 	}
-	m.Type = t
-	if err := m.decodeFields(top); err != nil {
+	m := Message{Type: t}
+	if err := m.decodeFields(&f); err != nil {
 		return Message{Type: m.Type}, err
 	}
 	if !KnownType(m.Type) {
@@ -97,88 +102,152 @@ func (o DecodeOptions) Decode(b []byte) (Message, error) {
 	return m, nil
 }
 
-// decodeFields fills every known field present in top (in a fixed order, so
-// that the first error reported is deterministic) and, for ephemeral
-// messages, keeps the unknown keys in Extra.
-func (m *Message) decodeFields(top map[string]cbor.RawMessage) error {
-	text := []struct {
+// Indexes of the top-level keys in topFields.raw.
+const (
+	idxType = iota
+	idxSenderID
+	idxTargetID
+	idxDocumentID
+	idxData
+	idxPeerMetadata
+	idxSupportedProtocolVersions
+	idxSelectedProtocolVersion
+	idxMessage
+	idxSessionID
+	idxCount
+	idxAdd
+	idxRemove
+	idxNewHeads
+	numKeys
+)
+
+func keyIndex(k []byte) int {
+	switch string(k) {
+	case keyType:
+		return idxType
+	case keySenderID:
+		return idxSenderID
+	case keyTargetID:
+		return idxTargetID
+	case keyDocumentID:
+		return idxDocumentID
+	case keyData:
+		return idxData
+	case keyPeerMetadata:
+		return idxPeerMetadata
+	case keySupportedProtocolVersions:
+		return idxSupportedProtocolVersions
+	case keySelectedProtocolVersion:
+		return idxSelectedProtocolVersion
+	case keyMessage:
+		return idxMessage
+	case keySessionID:
+		return idxSessionID
+	case keyCount:
+		return idxCount
+	case keyAdd:
+		return idxAdd
+	case keyRemove:
+		return idxRemove
+	case keyNewHeads:
+		return idxNewHeads
+	}
+	return -1
+}
+
+// topFields holds the raw values of a frame's known keys (nil when absent,
+// undefined or null) and its unknown pairs. All slices point into the frame.
+type topFields struct {
+	raw     [numKeys][]byte
+	unknown [][2][]byte
+}
+
+func (f *topFields) collect(b []byte) error {
+	p, err := pairsOf(b, "message")
+	if err != nil {
+		return err
+	}
+	for {
+		k, v, ok, err := p.next()
+		if !ok || err != nil {
+			return err
+		}
+		if i := keyIndex(k); i < 0 {
+			f.unknown = append(f.unknown, [2][]byte{k, v})
+		} else if !isAbsent(v) {
+			f.raw[i] = v
+		}
+	}
+}
+
+// decodeFields decodes the known fields in a fixed order, so that the first
+// error reported is deterministic, and, for ephemeral messages, keeps the
+// unknown pairs in Extra.
+func (m *Message) decodeFields(f *topFields) error {
+	text := [...]struct {
+		idx int
 		key string
 		dst *string
 	}{
-		{keySenderID, &m.SenderID},
-		{keyTargetID, &m.TargetID},
-		{keyDocumentID, &m.DocumentID},
-		{keySelectedProtocolVersion, &m.SelectedProtocolVersion},
-		{keyMessage, &m.Message},
-		{keySessionID, &m.SessionID},
+		{idxSenderID, keySenderID, &m.SenderID},
+		{idxTargetID, keyTargetID, &m.TargetID},
+		{idxDocumentID, keyDocumentID, &m.DocumentID},
+		{idxSelectedProtocolVersion, keySelectedProtocolVersion, &m.SelectedProtocolVersion},
+		{idxMessage, keyMessage, &m.Message},
+		{idxSessionID, keySessionID, &m.SessionID},
 	}
-	for _, f := range text {
-		raw, ok := present(top, f.key)
-		if !ok {
-			continue
+	for _, t := range text {
+		if raw := f.raw[t.idx]; raw != nil {
+			s, err := decodeText(t.key, raw)
+			if err != nil {
+				return err
+			}
+			*t.dst = s
 		}
-		s, err := decodeText(f.key, raw)
-		if err != nil {
-			return err
-		}
-		*f.dst = s
 	}
-	lists := []struct {
+	lists := [...]struct {
+		idx int
 		key string
 		dst *[]string
 	}{
-		{keySupportedProtocolVersions, &m.SupportedProtocolVersions},
-		{keyAdd, &m.Add},
-		{keyRemove, &m.Remove},
+		{idxSupportedProtocolVersions, keySupportedProtocolVersions, &m.SupportedProtocolVersions},
+		{idxAdd, keyAdd, &m.Add},
+		{idxRemove, keyRemove, &m.Remove},
 	}
-	for _, f := range lists {
-		raw, ok := present(top, f.key)
-		if !ok {
-			continue
-		}
-		l, err := decodeTextList(f.key, raw)
-		if err != nil {
-			return err
-		}
-		*f.dst = l
-	}
-	if raw, ok := present(top, keyData); ok {
-		d, err := decodeBytes(keyData, raw)
-		if err != nil {
-			return err
-		}
-		m.Data = d
-	}
-	if raw, ok := present(top, keyCount); ok {
-		c, err := decodeCount(keyCount, raw)
-		if err != nil {
-			return err
-		}
-		m.Count = c
-	}
-	if raw, ok := present(top, keyPeerMetadata); ok {
-		pm, err := decodePeerMetadata(raw)
-		if err != nil {
-			return err
-		}
-		m.PeerMetadata = pm
-	}
-	if raw, ok := present(top, keyNewHeads); ok {
-		nh, err := decodeNewHeads(raw)
-		if err != nil {
-			return err
-		}
-		m.NewHeads = nh
-	}
-	if m.Type == TypeEphemeral {
-		for k, raw := range top {
-			if knownKey(k) {
-				continue
+	for _, l := range lists {
+		if raw := f.raw[l.idx]; raw != nil {
+			v, err := decodeTextList(l.key, raw)
+			if err != nil {
+				return err
 			}
-			if m.Extra == nil {
-				m.Extra = make(map[string]cbor.RawMessage)
-			}
-			m.Extra[k] = raw
+			*l.dst = v
+		}
+	}
+	var err error
+	if raw := f.raw[idxData]; raw != nil {
+		if m.Data, err = decodeBytes(keyData, raw); err != nil {
+			return err
+		}
+	}
+	if raw := f.raw[idxCount]; raw != nil {
+		if m.Count, err = decodeCount(keyCount, raw); err != nil {
+			return err
+		}
+	}
+	if raw := f.raw[idxPeerMetadata]; raw != nil {
+		if m.PeerMetadata, err = decodePeerMetadata(raw); err != nil {
+			return err
+		}
+	}
+	if raw := f.raw[idxNewHeads]; raw != nil {
+		if m.NewHeads, err = decodeNewHeads(raw); err != nil {
+			return err
+		}
+	}
+	if m.Type == TypeEphemeral && len(f.unknown) > 0 {
+		m.Extra = make(map[string]cbor.RawMessage, len(f.unknown))
+		for _, kv := range f.unknown {
+			m.Extra[string(kv[0])] = bytes.Clone(kv[1])
 		}
 	}
 	return nil
@@ -193,10 +262,9 @@ const (
 	majorArray  = 4
 	majorMap    = 5
 	majorTag    = 6
-	majorSimple = 7
 )
 
-// CBOR simple values and float heads.
+// CBOR simple values, float heads and the break code.
 const (
 	cborFalse     = 0xf4
 	cborTrue      = 0xf5
@@ -205,6 +273,8 @@ const (
 	cborFloat16   = 0xf9
 	cborFloat32   = 0xfa
 	cborFloat64   = 0xfb
+	cborBreak     = 0xff
+	aiIndefinite  = 31
 )
 
 func majorName(b0 byte) string {
@@ -239,126 +309,377 @@ func majorName(b0 byte) string {
 
 // isAbsent reports whether raw is CBOR undefined or null, which JavaScript
 // peers send for an optional value that is not set.
-func isAbsent(raw cbor.RawMessage) bool {
+func isAbsent(raw []byte) bool {
 	return len(raw) == 1 && (raw[0] == cborUndefined || raw[0] == cborNull)
 }
 
-// present returns the raw value of key unless it is missing, undefined or null.
-func present(m map[string]cbor.RawMessage, key string) (cbor.RawMessage, bool) {
-	raw, ok := m[key]
-	if !ok || isAbsent(raw) {
-		return nil, false
-	}
-	return raw, true
-}
-
-func typeError(key string, raw cbor.RawMessage, want string) error {
+func typeError(key string, raw []byte, want string) error {
 	return fmt.Errorf("%w: %s is %s, want %s", ErrMalformed, key, majorName(raw[0]), want)
 }
 
-// Every raw value below comes from a successful Unmarshal of the enclosing
-// item, so it is one well-formed, non-empty CBOR item.
+// The walker below reads items that decMode.Wellformed has accepted. It
+// still checks every bound and reports a violation as errTruncated rather
+// than trusting that, so that no input can make it panic.
 
-func decodeText(key string, raw cbor.RawMessage) (string, error) {
-	if raw[0]>>5 != majorText {
-		return "", typeError(key, raw, "text")
+var errTruncated = fmt.Errorf("%w: truncated or invalid CBOR", ErrMalformed)
+
+// head parses the head of the item at b[off:]. arg is the argument (value,
+// length or count; 0 for an indefinite length) and next the offset after the
+// head.
+func head(b []byte, off int) (major, ai byte, arg uint64, next int, err error) {
+	if off >= len(b) {
+		return 0, 0, 0, 0, errTruncated
 	}
-	var s string
-	if err := decMode.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
+	major, ai = b[off]>>5, b[off]&0x1f
+	n := 0
+	switch {
+	case ai < 24:
+		return major, ai, uint64(ai), off + 1, nil
+	case ai == 24:
+		n = 1
+	case ai == 25:
+		n = 2
+	case ai == 26:
+		n = 4
+	case ai == 27:
+		n = 8
+	case ai == aiIndefinite:
+		return major, ai, 0, off + 1, nil
+	default:
+		return 0, 0, 0, 0, errTruncated
 	}
-	return s, nil
+	if off+1+n > len(b) {
+		return 0, 0, 0, 0, errTruncated
+	}
+	var buf [8]byte
+	copy(buf[8-n:], b[off+1:off+1+n])
+	return major, ai, binary.BigEndian.Uint64(buf[:]), off + 1 + n, nil
 }
 
-// decodeTextList decodes an array of text strings. An empty array gives an
-// empty, non-nil slice.
-func decodeTextList(key string, raw cbor.RawMessage) ([]string, error) {
-	if raw[0]>>5 != majorArray {
-		return nil, typeError(key, raw, "an array of text")
+// itemEnd returns the offset just past the item at b[off:].
+func itemEnd(b []byte, off, depth int) (int, error) {
+	if depth > maxNestedLevels {
+		return 0, errTruncated
 	}
-	var items []cbor.RawMessage
-	if err := decMode.Unmarshal(raw, &items); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
+	major, ai, arg, next, err := head(b, off)
+	if err != nil {
+		return 0, err
 	}
-	out := make([]string, 0, len(items))
-	for i, it := range items {
-		s, err := decodeText(fmt.Sprintf("%s[%d]", key, i), it)
+	switch major {
+	case majorUint, majorNegInt:
+		return next, nil
+	case majorBytes, majorText:
+		if ai == aiIndefinite {
+			return untilBreak(b, next, depth)
+		}
+		if arg > uint64(len(b)-next) {
+			return 0, errTruncated
+		}
+		return next + int(arg), nil
+	case majorArray, majorMap:
+		if ai == aiIndefinite {
+			return untilBreak(b, next, depth)
+		}
+		if arg > uint64(len(b)-next) { // every item takes at least one byte
+			return 0, errTruncated
+		}
+		n := int(arg)
+		if major == majorMap {
+			n *= 2
+		}
+		for range n {
+			if next, err = itemEnd(b, next, depth+1); err != nil {
+				return 0, err
+			}
+		}
+		return next, nil
+	case majorTag:
+		return itemEnd(b, next, depth+1)
+	}
+	if ai == aiIndefinite { // a break where an item belongs
+		return 0, errTruncated
+	}
+	return next, nil // simple value or float
+}
+
+// untilBreak skips items from off up to and including the break code.
+func untilBreak(b []byte, off, depth int) (int, error) {
+	for {
+		if off >= len(b) {
+			return 0, errTruncated
+		}
+		if b[off] == cborBreak {
+			return off + 1, nil
+		}
+		var err error
+		if off, err = itemEnd(b, off, depth+1); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// items iterates over the items of an array or map item (for a map: keys
+// and values alternately).
+type items struct {
+	raw   []byte
+	off   int
+	left  uint64 // items left, for a definite length
+	indef bool
+}
+
+func itemsOf(raw []byte) (items, error) {
+	major, ai, arg, off, err := head(raw, 0)
+	if err != nil {
+		return items{}, err
+	}
+	if arg > uint64(len(raw)) { // every item takes at least one byte
+		return items{}, errTruncated
+	}
+	if major == majorMap {
+		arg *= 2
+	}
+	return items{raw: raw, off: off, left: arg, indef: ai == aiIndefinite}, nil
+}
+
+// next returns the next item; ok is false at the end.
+func (it *items) next() (item []byte, ok bool, err error) {
+	if it.indef {
+		if it.off >= len(it.raw) {
+			return nil, false, errTruncated
+		}
+		if it.raw[it.off] == cborBreak {
+			return nil, false, nil
+		}
+	} else {
+		if it.left == 0 {
+			return nil, false, nil
+		}
+		it.left--
+	}
+	end, err := itemEnd(it.raw, it.off, 1)
+	if err != nil {
+		return nil, false, err
+	}
+	item = it.raw[it.off:end]
+	it.off = end
+	return item, true, nil
+}
+
+// pairs iterates over the entries of a map item, checking that keys are
+// text strings and unique.
+type pairs struct {
+	it     items
+	name   string // which map, for errors
+	small  [16][]byte
+	nsmall int
+	big    map[string]struct{}
+}
+
+func pairsOf(raw []byte, name string) (pairs, error) {
+	it, err := itemsOf(raw)
+	return pairs{it: it, name: name}, err
+}
+
+// next returns the next key text and raw value; ok is false at the end.
+func (p *pairs) next() (k, v []byte, ok bool, err error) {
+	item, ok, err := p.it.next()
+	if !ok || err != nil {
+		return nil, nil, false, err
+	}
+	if item[0]>>5 != majorText {
+		return nil, nil, false, fmt.Errorf("%w: %s has a key that is %s, not text", ErrMalformed, p.name, majorName(item[0]))
+	}
+	if k, err = textBytes(item); err != nil {
+		return nil, nil, false, fmt.Errorf("%w: %s key: %v", ErrMalformed, p.name, err)
+	}
+	if v, ok, err = p.it.next(); !ok || err != nil {
+		return nil, nil, false, errTruncated
+	}
+	// Duplicate check: a scan while small, a set beyond that.
+	if p.big != nil {
+		if _, dup := p.big[string(k)]; dup {
+			return nil, nil, false, fmt.Errorf("%w: %s has key %q twice", ErrMalformed, p.name, k)
+		}
+		p.big[string(k)] = struct{}{}
+		return k, v, true, nil
+	}
+	for _, s := range p.small[:p.nsmall] {
+		if bytes.Equal(s, k) {
+			return nil, nil, false, fmt.Errorf("%w: %s has key %q twice", ErrMalformed, p.name, k)
+		}
+	}
+	if p.nsmall < len(p.small) {
+		p.small[p.nsmall] = k
+		p.nsmall++
+	} else {
+		p.big = make(map[string]struct{}, 4*len(p.small))
+		for _, s := range p.small {
+			p.big[string(s)] = struct{}{}
+		}
+		p.big[string(k)] = struct{}{}
+	}
+	return k, v, true, nil
+}
+
+// stringBytes returns the content of the byte or text string item raw: a
+// subslice of raw for a definite length, a new slice joining the chunks for
+// an indefinite one.
+func stringBytes(raw []byte) ([]byte, error) {
+	_, ai, arg, off, err := head(raw, 0)
+	if err != nil {
+		return nil, err
+	}
+	if ai != aiIndefinite {
+		if arg != uint64(len(raw)-off) {
+			return nil, errTruncated
+		}
+		return raw[off:], nil
+	}
+	it, err := itemsOf(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := []byte{}
+	for {
+		chunk, ok, err := it.next()
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		if !ok {
+			return out, nil
+		}
+		if chunk[0]>>5 != raw[0]>>5 || chunk[0]&0x1f == aiIndefinite {
+			return nil, errTruncated
+		}
+		c, err := stringBytes(chunk)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c...)
 	}
-	return out, nil
 }
 
-// decodeBytes decodes a byte string; an empty one gives nil. A definite-length
-// byte string is returned as a subslice of raw (which the caller owns),
-// saving a copy of what may be a whole document.
-func decodeBytes(key string, raw cbor.RawMessage) ([]byte, error) {
-	if raw[0]>>5 != majorBytes {
-		return nil, typeError(key, raw, "a byte string")
+// textBytes is stringBytes for a text string, checking that it is UTF-8.
+func textBytes(raw []byte) ([]byte, error) {
+	b, err := stringBytes(raw)
+	if err != nil {
+		return nil, err
 	}
-	var b []byte
-	if off, ok := definiteHeadLen(raw); ok {
-		b = raw[off:len(raw):len(raw)]
-	} else if err := decMode.Unmarshal(raw, &b); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
-	}
-	if len(b) == 0 {
-		return nil, nil
+	if !utf8.Valid(b) {
+		return nil, errors.New("invalid UTF-8")
 	}
 	return b, nil
 }
 
-// definiteHeadLen returns the length of the head of a definite-length item.
-func definiteHeadLen(raw []byte) (int, bool) {
-	switch ai := raw[0] & 0x1f; {
-	case ai < 24:
-		return 1, true
-	case ai == 24:
-		return 2, true
-	case ai == 25:
-		return 3, true
-	case ai == 26:
-		return 5, true
-	case ai == 27:
-		return 9, true
+func decodeText(key string, raw []byte) (string, error) {
+	if raw[0]>>5 != majorText {
+		return "", typeError(key, raw, "text")
 	}
-	return 0, false
+	b, err := textBytes(raw)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
+	}
+	return string(b), nil
+}
+
+// decodeTextList decodes an array of text strings. An empty array gives an
+// empty, non-nil slice.
+func decodeTextList(key string, raw []byte) ([]string, error) {
+	if raw[0]>>5 != majorArray {
+		return nil, typeError(key, raw, "an array of text")
+	}
+	it, err := itemsOf(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for {
+		item, ok, err := it.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return out, nil
+		}
+		if item[0]>>5 != majorText {
+			return nil, typeError(fmt.Sprintf("%s[%d]", key, len(out)), item, "text")
+		}
+		b, err := textBytes(item)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s[%d]: %v", ErrMalformed, key, len(out), err)
+		}
+		out = append(out, string(b))
+	}
+}
+
+// decodeBytes decodes a byte string into a new slice; an empty one gives nil.
+func decodeBytes(key string, raw []byte) ([]byte, error) {
+	if raw[0]>>5 != majorBytes {
+		return nil, typeError(key, raw, "a byte string")
+	}
+	b, err := stringBytes(raw)
+	if err != nil || len(b) == 0 {
+		return nil, err
+	}
+	if raw[0]&0x1f == aiIndefinite {
+		return b, nil // already a new slice
+	}
+	return bytes.Clone(b), nil
 }
 
 // decodeNumber decodes an unsigned or negative integer or a float into a
 // float64, rejecting NaN and infinities. isUint reports an unsigned integer,
 // whose exact value is u.
-func decodeNumber(key string, raw cbor.RawMessage) (f float64, u uint64, isUint bool, err error) {
-	switch {
-	case raw[0]>>5 == majorUint:
-		if err := decMode.Unmarshal(raw, &u); err != nil {
-			return 0, 0, false, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
-		}
-		return float64(u), u, true, nil
-	case raw[0]>>5 == majorNegInt:
-		var i int64
-		if err := decMode.Unmarshal(raw, &i); err != nil {
-			// Below -2^63: still a number, but not one worth keeping exactly.
-			return 0, 0, false, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
-		}
-		return float64(i), 0, false, nil
-	case raw[0] == cborFloat16 || raw[0] == cborFloat32 || raw[0] == cborFloat64:
-		if err := decMode.Unmarshal(raw, &f); err != nil {
-			return 0, 0, false, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
-		}
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return 0, 0, false, fmt.Errorf("%w: %s is %v", ErrMalformed, key, f)
-		}
-		return f, 0, false, nil
+func decodeNumber(key string, raw []byte) (f float64, u uint64, isUint bool, err error) {
+	major, _, arg, _, err := head(raw, 0)
+	if err != nil {
+		return 0, 0, false, err
 	}
-	return 0, 0, false, typeError(key, raw, "a number")
+	switch {
+	case major == majorUint:
+		return float64(arg), arg, true, nil
+	case major == majorNegInt:
+		return -1 - float64(arg), 0, false, nil
+	case raw[0] == cborFloat16:
+		f = float16To64(uint16(arg))
+	case raw[0] == cborFloat32:
+		f = float64(math.Float32frombits(uint32(arg)))
+	case raw[0] == cborFloat64:
+		f = math.Float64frombits(arg)
+	default:
+		return 0, 0, false, typeError(key, raw, "a number")
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, 0, false, fmt.Errorf("%w: %s is %v", ErrMalformed, key, f)
+	}
+	return f, 0, false, nil
+}
+
+// float16To64 converts an IEEE 754 half-precision value.
+func float16To64(h uint16) float64 {
+	exp, mant := int(h>>10)&0x1f, float64(h&0x3ff)
+	var f float64
+	switch exp {
+	case 0: // zero or subnormal
+		f = math.Ldexp(mant, -24)
+	case 0x1f:
+		if mant == 0 {
+			f = math.Inf(1)
+		} else {
+			f = math.NaN()
+		}
+	default:
+		f = math.Ldexp(mant+1024, exp-25)
+	}
+	if h&0x8000 != 0 {
+		f = -f
+	}
+	return f
 }
 
 // decodeCount decodes a non-negative integer sent as uint or, as cbor-x does
 // above 2^32-1, as an integral float.
-func decodeCount(key string, raw cbor.RawMessage) (uint64, error) {
+func decodeCount(key string, raw []byte) (uint64, error) {
 	f, u, isUint, err := decodeNumber(key, raw)
 	if err != nil {
 		return 0, err
@@ -372,67 +693,98 @@ func decodeCount(key string, raw cbor.RawMessage) (uint64, error) {
 	return uint64(f), nil
 }
 
-// decodeMap decodes a map with text keys.
-func decodeMap(key string, raw cbor.RawMessage) (map[string]cbor.RawMessage, error) {
+func decodePeerMetadata(raw []byte) (*PeerMetadata, error) {
 	if raw[0]>>5 != majorMap {
-		return nil, typeError(key, raw, "a map")
+		return nil, typeError(keyPeerMetadata, raw, "a map")
 	}
-	var m map[string]cbor.RawMessage
-	if err := decMode.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, key, err)
-	}
-	return m, nil
-}
-
-func decodePeerMetadata(raw cbor.RawMessage) (*PeerMetadata, error) {
-	m, err := decodeMap(keyPeerMetadata, raw)
+	p, err := pairsOf(raw, keyPeerMetadata)
 	if err != nil {
 		return nil, err
 	}
 	var pm PeerMetadata
-	if v, ok := present(m, keyStorageID); ok {
-		if pm.StorageID, err = decodeText(keyPeerMetadata+"."+keyStorageID, v); err != nil {
-			return nil, err
-		}
-	}
-	if v, ok := present(m, keyIsEphemeral); ok {
-		switch v[0] {
-		case cborTrue:
-			pm.IsEphemeral = true
-		case cborFalse:
-		default:
-			return nil, typeError(keyPeerMetadata+"."+keyIsEphemeral, v, "a boolean")
-		}
-	}
-	return &pm, nil
-}
-
-func decodeNewHeads(raw cbor.RawMessage) (map[string]HeadsAt, error) {
-	m, err := decodeMap(keyNewHeads, raw)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]HeadsAt, len(m))
-	// Key order, so that the first error reported is deterministic.
-	for _, storageID := range sortedKeys(m) {
-		name := keyNewHeads + "[" + storageID + "]"
-		v := m[storageID]
-		entry, err := decodeMap(name, v)
+	for {
+		k, v, ok, err := p.next()
 		if err != nil {
 			return nil, err
 		}
-		h := HeadsAt{Heads: []string{}}
-		if hv, ok := present(entry, keyHeads); ok {
-			if h.Heads, err = decodeTextList(name+"."+keyHeads, hv); err != nil {
+		if !ok {
+			return &pm, nil
+		}
+		if isAbsent(v) {
+			continue
+		}
+		switch string(k) {
+		case keyStorageID:
+			if pm.StorageID, err = decodeText(keyPeerMetadata+"."+keyStorageID, v); err != nil {
 				return nil, err
+			}
+		case keyIsEphemeral:
+			switch v[0] {
+			case cborTrue:
+				pm.IsEphemeral = true
+			case cborFalse:
+			default:
+				return nil, typeError(keyPeerMetadata+"."+keyIsEphemeral, v, "a boolean")
 			}
 		}
-		if tv, ok := present(entry, keyTimestamp); ok {
-			if h.Timestamp, _, _, err = decodeNumber(name+"."+keyTimestamp, tv); err != nil {
-				return nil, err
-			}
+	}
+}
+
+func decodeNewHeads(raw []byte) (map[string]HeadsAt, error) {
+	if raw[0]>>5 != majorMap {
+		return nil, typeError(keyNewHeads, raw, "a map")
+	}
+	p, err := pairsOf(raw, keyNewHeads)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]HeadsAt{}
+	for {
+		k, v, ok, err := p.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return out, nil
+		}
+		storageID := string(k)
+		h, err := decodeHeadsAt(keyNewHeads+"["+storageID+"]", v)
+		if err != nil {
+			return nil, err
 		}
 		out[storageID] = h
 	}
-	return out, nil
+}
+
+func decodeHeadsAt(name string, raw []byte) (HeadsAt, error) {
+	if raw[0]>>5 != majorMap {
+		return HeadsAt{}, typeError(name, raw, "a map")
+	}
+	p, err := pairsOf(raw, name)
+	if err != nil {
+		return HeadsAt{}, err
+	}
+	h := HeadsAt{Heads: []string{}}
+	for {
+		k, v, ok, err := p.next()
+		if err != nil {
+			return HeadsAt{}, err
+		}
+		if !ok {
+			return h, nil
+		}
+		if isAbsent(v) {
+			continue
+		}
+		switch string(k) {
+		case keyHeads:
+			if h.Heads, err = decodeTextList(name+"."+keyHeads, v); err != nil {
+				return HeadsAt{}, err
+			}
+		case keyTimestamp:
+			if h.Timestamp, _, _, err = decodeNumber(name+"."+keyTimestamp, v); err != nil {
+				return HeadsAt{}, err
+			}
+		}
+	}
 }

@@ -4,7 +4,19 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/fxamacker/cbor/v2"
 )
+
+// strictMode is an independent reference: fxamacker's decoder with duplicate
+// keys and invalid UTF-8 rejected.
+var strictMode, _ = cbor.DecOptions{
+	DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+	UTF8:             cbor.UTF8RejectInvalid,
+	MaxNestedLevels:  maxNestedLevels,
+	MaxArrayElements: maxArrayElements,
+	MaxMapPairs:      maxMapPairs,
+}.DecMode()
 
 // FuzzDecode checks that Decode never panics and that whatever it accepts
 // survives Encode and Decode unchanged. Seeded with the real frames of
@@ -31,6 +43,20 @@ func FuzzDecode(f *testing.F) {
 		}
 		if m.Type == "" {
 			t.Fatalf("Decode accepted a message without type: %#v", m)
+		}
+		// What Decode accepts, the reference accepts too, with the same type.
+		// (The reference also checks the content of built-in tags such as
+		// bignums; Decode has no use for tags and leaves them be.)
+		var ref map[string]cbor.RawMessage
+		var tagErr *cbor.InadmissibleTagContentTypeError
+		if err := strictMode.Unmarshal(in, &ref); errors.As(err, &tagErr) {
+			return
+		} else if err != nil {
+			t.Fatalf("Decode accepted %x, the reference decoder says %v", in, err)
+		}
+		var refType string
+		if err := strictMode.Unmarshal(ref["type"], &refType); err != nil || refType != m.Type {
+			t.Fatalf("type %q, reference %q (%v)", m.Type, refType, err)
 		}
 		validErr := m.Validate()
 		out, err := Encode(m)

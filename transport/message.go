@@ -241,11 +241,5 @@ const (
 
 // knownKey reports whether k is the wire name of a Message field.
 func knownKey(k string) bool {
-	switch k {
-	case keyType, keySenderID, keyTargetID, keyDocumentID, keyData, keyPeerMetadata,
-		keySupportedProtocolVersions, keySelectedProtocolVersion, keyMessage,
-		keySessionID, keyCount, keyAdd, keyRemove, keyNewHeads:
-		return true
-	}
-	return false
+	return keyIndex([]byte(k)) >= 0
 }

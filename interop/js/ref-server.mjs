@@ -65,10 +65,6 @@ server.on("upgrade", (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, ws => wss.emit("connection", ws, req))
 })
 
-// Keep serving other clients whatever one connection provokes; log it.
-process.on("uncaughtException", e => log(`uncaught exception: ${e?.stack ?? e}`))
-process.on("unhandledRejection", e => log(`unhandled rejection: ${e?.stack ?? e}`))
-
 server.listen(port, host, () => {
   process.stdout.write(`listening on ${server.address().port}\n`)
 })

@@ -120,6 +120,10 @@ func (s *Store) commitSome(ops []*op) []*op {
 			limit = len(cur) / 2
 			continue
 		}
+		if err == nil {
+			s.batches.Add(1)
+			s.batched.Add(int64(len(cur)))
+		}
 		for _, o := range cur {
 			finish(o, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
@@ -28,6 +29,13 @@ type Store struct {
 	// after it is closed.
 	mu     sync.RWMutex
 	closed bool
+
+	// Group-commit counters: transactions committed by the committer and
+	// the writes they carried (read by tests and benchmarks).
+	batches, batched atomic.Int64
+	// splitCompactions counts Compact calls that did not fit in one
+	// transaction (for tests).
+	splitCompactions atomic.Int64
 
 	ops  chan *op      // writes waiting for the committer
 	quit chan struct{} // closed by Close to stop the committer
@@ -317,6 +325,7 @@ func (s *Store) compact(id string, snapshot []byte, upTo uint64, heads []string)
 			switch {
 			case errors.Is(err, bdb.ErrTxnTooBig):
 				split = true
+				s.splitCompactions.Add(1)
 			case errors.Is(err, errOrphans):
 				if err := s.deleteChunks(id, math.MaxUint64); err != nil {
 					return err

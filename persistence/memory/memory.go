@@ -60,7 +60,7 @@ func touch(m *persistence.Meta) {
 	}
 }
 
-// begin checks ctx and the closed flag; it must be called with s.mu held.
+// check checks ctx and the closed flag; it must be called with s.mu held.
 func (s *Store) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -15,6 +15,7 @@ import net from "node:net"
 import os from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as Automerge from "@automerge/automerge"
 import { Repo } from "@automerge/automerge-repo"
 import { BrowserWebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
@@ -36,6 +37,15 @@ function quote(s) {
 }
 
 // ---------------------------------------------------------------- waiting
+
+// How long this process's event loop has been stalled. When clients are
+// starved of CPU they cannot answer the server's pings, and a server may
+// rightly drop them; failure messages include this to tell the cases apart.
+const loopDelay = monitorEventLoopDelay({ resolution: 20 })
+loopDelay.enable()
+export function eventLoopReport() {
+  return `event loop delay in this test process: max ${(loopDelay.max / 1e6).toFixed(0)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms`
+}
 
 export function sleep(ms) {
   return new Promise(resolve => setTimeout(resolve, ms))
@@ -63,6 +73,7 @@ export async function waitFor(predicate, timeoutMs, what = "condition", { interv
           msg += `\nstate: ${describe()}`
         } catch {}
       }
+      msg += `\n${eventLoopReport()}`
       if (lastError) msg += `\nlast error: ${lastError?.stack ?? lastError}`
       throw new Error(msg)
     }
@@ -313,6 +324,11 @@ export class Client {
     this.repo.synchronizer.on("sync-state", ({ documentId, syncState }) => {
       this.serverHeads.set(documentId, syncState.theirHeads ?? [])
     })
+    // Connection drops seen while this client was meant to be open.
+    this.disconnects = 0
+    this.adapter.on("peer-disconnected", () => {
+      if (!this.closed) this.disconnects++
+    })
     this.closed = false
   }
 
@@ -388,27 +404,35 @@ export function snapshot(handle) {
   return { heads: sortedHeads(doc), json: JSON.stringify(canonical(doc)) }
 }
 
-/** Waits until all handles have the same non-empty heads and identical JSON; returns that snapshot. */
-export async function waitConverged(handles, timeoutMs = 30000, extra = () => true) {
+/**
+ * Waits until all handles have the same non-empty heads and identical JSON;
+ * returns that snapshot. `clients` (optional) only enriches the failure message.
+ */
+export async function waitConverged(handles, timeoutMs = 30000, { clients = [] } = {}) {
   let snaps = []
   await waitFor(
     () => {
+      // Heads first (cheap); the JSON only once all heads agree. Polling must
+      // not eat the CPU the clients need to answer the server's pings.
+      const heads = handles.map(h => sortedHeads(h.doc()))
+      snaps = heads.map(h => ({ heads: h, json: null }))
+      if (heads[0].length === 0 || !heads.every(h => sameHeads(h, heads[0]))) return false
       snaps = handles.map(snapshot)
-      const [first] = snaps
-      return (
-        first.heads.length > 0 &&
-        snaps.every(s => sameHeads(s.heads, first.heads) && s.json === first.json) &&
-        extra(handles)
-      )
+      return snaps.every(s => sameHeads(s.heads, snaps[0].heads) && s.json === snaps[0].json)
     },
     timeoutMs,
     `${handles.length} replicas to converge`,
     {
-      interval: 50,
+      interval: 100,
       describe: () => {
         const distinct = new Map()
         for (const s of snaps) distinct.set(s.heads.join(","), (distinct.get(s.heads.join(",")) ?? 0) + 1)
-        return `${distinct.size} distinct head sets: ${[...distinct.entries()].map(([h, n]) => `${n}×[${h.slice(0, 40)}…]`).join(" ")}`
+        let d = `${distinct.size} distinct head sets: ${[...distinct.entries()].map(([h, n]) => `${n}×[${h.slice(0, 40)}…]`).join(" ")}`
+        const dropped = clients.filter(c => c.disconnects > 0)
+        if (dropped.length) {
+          d += `\n${dropped.length} of ${clients.length} clients lost their connection during the test (${dropped.map(c => `${c.peerId}×${c.disconnects}`).join(", ")})`
+        }
+        return d
       },
     },
   )

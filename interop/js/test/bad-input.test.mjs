@@ -4,7 +4,7 @@
 // stricter reactions (see README.md).
 import assert from "node:assert/strict"
 import { randomBytes } from "node:crypto"
-import { after, before, describe, test } from "node:test"
+import { after, before, beforeEach, describe, test } from "node:test"
 import WebSocket from "ws"
 import { cbor, generateAutomergeUrl, parseAutomergeUrl } from "@automerge/automerge-repo"
 import {
@@ -95,9 +95,19 @@ describe("bad input", { timeout: 180_000 }, () => {
   const raws = []
   let round = 0
 
+  async function connectProbes() {
+    ;[x, y] = await Promise.all([connectClient(server), connectClient(server)])
+  }
   before(async () => {
     server = await startServer()
-    ;[x, y] = await Promise.all([connectClient(server), connectClient(server)])
+    await connectProbes()
+  })
+  // Each case gets a live server, so that one crash does not fail every later case.
+  beforeEach(async () => {
+    if (server.alive) return
+    await closeAll([x, y])
+    await server.start()
+    await connectProbes()
   })
   after(async () => {
     for (const r of raws) r.close()

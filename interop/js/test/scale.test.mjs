@@ -2,7 +2,15 @@
 import assert from "node:assert/strict"
 import { createHash, randomBytes } from "node:crypto"
 import { after, before, describe, test } from "node:test"
-import { Automerge, closeAll, connectClient, snapshot, startServer, waitConverged } from "../lib/harness.mjs"
+import {
+  Automerge,
+  closeAll,
+  connectClient,
+  eventLoopReport,
+  snapshot,
+  startServer,
+  waitConverged,
+} from "../lib/harness.mjs"
 
 const sha256 = s => createHash("sha256").update(s).digest("hex")
 
@@ -75,7 +83,9 @@ describe("scale", { timeout: 120_000 }, () => {
       }),
     )
 
-    const converged = await waitConverged(handles, 45_000)
+    const converged = await waitConverged(handles, 45_000, { clients: cs })
+    const dropped = cs.filter(c => c.disconnects > 0).length
+    assert.equal(dropped, 0, `${dropped} clients were disconnected during the test (${eventLoopReport()})`)
     const doc = JSON.parse(converged.json)
     assert.equal(doc.counter, N * CHANGES)
     assert.equal(Object.keys(doc.byClient).length, N)
