@@ -9,9 +9,10 @@
 // reads the clock (except for the timestamp Automerge stores in each
 // commit). Bytes come in (Load, LoadIncremental, SyncState.Receive) and go
 // out (Save, SaveIncremental, CommitInfo.Bytes, SyncResult.Changes,
-// SyncState.Generate); the caller moves them. Decoders of outside bytes
-// never panic: automerge-go panics on some errors, and every entry point
-// that takes outside bytes turns that into ErrCorrupt or ErrInvalidSync.
+// SyncState.Generate); the caller moves them. Entry points that take
+// outside bytes do not panic: automerge-go panics on some errors, and they
+// turn that into ErrCorrupt or ErrInvalidSync (but see Untrusted input for
+// what Go cannot catch).
 //
 // # Ownership
 //

@@ -473,6 +473,31 @@ func TestLoadJavaScriptDocument(t *testing.T) {
 	}
 }
 
+func TestLoadJavaScriptFixture(t *testing.T) {
+	data, err := os.ReadFile("testdata/js-automerge3.automerge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/js-automerge3.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same value, and the same text once JavaScript's indentation is removed.
+	got := jsonOf(t, d, "")
+	assertJSONEqual(t, got, string(want))
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, want); err != nil {
+		t.Fatal(err)
+	}
+	if got != compact.String() {
+		t.Errorf("JSON = %s\nwant   %s", got, compact.String())
+	}
+}
+
 func TestCommit(t *testing.T) {
 	d, err := NewWithActor("0102030405")
 	if err != nil {

@@ -190,7 +190,7 @@ func TestInspectSyncMessage(t *testing.T) {
 		"000101d411b2f269545deb0cdc6ea714110eff3e53083a219542ca2b5fbd386990069800000202" + "84")
 	heads, n, err := InspectSyncMessage(v2)
 	if err != nil || len(heads) != 1 || n != 0 ||
-		heads[0].String() != "d411b2f269545deb0cdc6ea714110eff3e53083a219542ca2b5fbd38699006 98"[:0]+"d411b2f269545deb0cdc6ea714110eff3e53083a219542ca2b5fbd3869900698" {
+		heads[0].String() != "d411b2f269545deb0cdc6ea714110eff3e53083a219542ca2b5fbd3869900698" {
 		t.Errorf("Inspect(v2) = %v, %d, %v", heads, n, err)
 	}
 	// automerge-go does not speak V2: a clean error, document unchanged.

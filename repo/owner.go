@@ -28,6 +28,7 @@ type owner struct {
 
 	// Everything below is touched only by the owner goroutine.
 	doc          *crdt.Doc
+	stored       bool // the document exists in the store
 	deleted      bool
 	snapshotSize int64
 	chunkBytes   int64
@@ -206,6 +207,7 @@ func (o *owner) load() error {
 	}
 	o.snapshotSize = int64(len(rec.Snapshot))
 	o.doc = doc
+	o.stored = true
 	return nil
 }
 
@@ -244,6 +246,7 @@ func (o *owner) flush() error {
 			o.repo.log.Error("persist failed", "doc", o.id, "err", err)
 			// Memory now holds changes the disk lacks: drop it and reload.
 			o.doc = nil
+			o.stored = false
 			o.events = o.events[:0]
 			o.before = nil
 			o.changed = false
@@ -251,6 +254,7 @@ func (o *owner) flush() error {
 		} else {
 			o.lastSeq = seq
 			o.chunkBytes += int64(size)
+			o.stored = true
 		}
 	}
 	waiters := o.waiters
@@ -318,6 +322,7 @@ func (o *owner) deleteDoc(ctx context.Context) error {
 		return err
 	}
 	o.deleted = true
+	o.stored = false
 	o.doc = nil
 	for s := range o.subs {
 		s.closeWith(fmt.Errorf("%w: %s deleted", ErrNotFound, o.id))

@@ -92,8 +92,20 @@ func (p *peer) attach(doc crdt.DocumentID, asRequest bool) error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	if _, ok := p.docs[doc]; ok {
+	if o, ok := p.docs[doc]; ok {
 		p.mu.Unlock()
+		if asRequest {
+			// Ask again, from scratch: the earlier exchange ended with
+			// doc-unavailable and automerge will not repeat itself.
+			return o.send(context.Background(), func(o *owner) {
+				if o.doc == nil {
+					o.deleted = false
+					o.doc = crdt.New()
+				}
+				o.peers[p] = &peerDoc{ss: crdt.NewSyncState(o.doc), request: true}
+				o.dirtyPeers[p] = struct{}{}
+			})
+		}
 		return nil
 	}
 	if len(p.docs) >= p.n.cfg.MaxDocuments {
@@ -277,6 +289,11 @@ func (p *peer) detach() {
 func (p *peer) handle(ctx context.Context, m transport.Message) error {
 	n := p.n
 	log := n.r.log
+	if err := m.Validate(); err != nil {
+		log.Info("invalid message", "peer", p.id, "type", m.Type, "err", err)
+		p.sendError(fmt.Sprintf("invalid %s message: %v", m.Type, err))
+		return nil
+	}
 	// On an accepted connection every message must come from the joined
 	// peer. A server we dialled relays other peers' ephemeral messages
 	// with their original senderId.
@@ -317,9 +334,7 @@ func (p *peer) handle(ctx context.Context, m transport.Message) error {
 	case transport.TypeJoin:
 		p.sendError("already joined")
 		return fmt.Errorf("%w: second join", ErrProtocol)
-	case transport.TypeLeave:
-		return fmt.Errorf("peer left")
-	case transport.TypePeer, transport.TypeRemoteSubscriptionChange, transport.TypeRemoteHeadsChanged:
+	case transport.TypePeer, transport.TypeLeave, transport.TypeRemoteSubscriptionChange, transport.TypeRemoteHeadsChanged:
 		return nil
 	case transport.TypeError:
 		log.Info("peer reported an error", "peer", p.id, "message", m.Message)

@@ -169,7 +169,16 @@ func (r *Repo) Find(ctx context.Context, id crdt.DocumentID) (*DocHandle, error)
 		if err != nil {
 			return nil, err
 		}
-		err = o.do(ctx, func(o *owner) error { return o.load() })
+		err = o.do(ctx, func(o *owner) error {
+			if err := o.load(); err != nil {
+				return err
+			}
+			if !o.stored && len(o.doc.Heads()) == 0 {
+				// An empty placeholder from an earlier remote find.
+				return fmt.Errorf("%w: %s", ErrNotFound, o.id)
+			}
+			return nil
+		})
 		r.release(o)
 		if err == nil {
 			r.markOpen(id)

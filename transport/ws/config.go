@@ -37,9 +37,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// PingInterval is how often a ping is sent (default
 	// DefaultPingInterval). A peer from which nothing arrived (no pong, no
-	// ping, no message) for two intervals is dropped: ReadMessage fails with
-	// ErrPeerTimeout and Done is closed. Negative disables pings and the
-	// liveness check.
+	// ping, no message) since the previous ping is dropped at the next
+	// tick, so a silent peer goes within two intervals: ReadMessage fails
+	// with ErrPeerTimeout and Done is closed. Negative disables pings and
+	// the liveness check.
 	PingInterval time.Duration
 	// HandshakeTimeout bounds the opening handshake (default
 	// DefaultHandshakeTimeout). Negative is an error.

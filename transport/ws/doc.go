@@ -14,12 +14,12 @@
 //     while nobody calls ReadMessage, a peer's close or silence is noticed
 //     and Done closes. It holds at most one message until ReadMessage takes
 //     it (a slow consumer pushes back on the peer through TCP); while it
-//     holds one it reads nothing, so the liveness check restarts only when
-//     the next ReadMessage takes it.
+//     holds one it reads nothing, and the liveness check is suspended.
 //   - a keepalive, which sends a ping every Config.PingInterval, as the
 //     JavaScript server does (JavaScript clients never ping, but browsers
 //     and Node answer pings). A peer from which nothing at all has arrived
-//     for two intervals is dropped: ReadMessage returns an error wrapping
+//     since the previous ping is dropped at the next tick, so within two
+//     intervals of falling silent: ReadMessage returns an error wrapping
 //     ErrPeerTimeout and transport.ErrClosed, and Done closes.
 //
 // Writes happen in the caller's goroutine. A message up to 1 MiB is one

@@ -32,8 +32,9 @@ var (
 	// rest of the oversized message is never read, so the stream cannot be
 	// resynchronised.
 	ErrTooLarge = transport.ErrTooLarge
-	// ErrPeerTimeout: nothing arrived from the peer for two ping intervals.
-	// The connection is closed (the error also wraps transport.ErrClosed).
+	// ErrPeerTimeout: nothing arrived from the peer between two pings (see
+	// Config.PingInterval). The connection is closed (the error also wraps
+	// transport.ErrClosed).
 	ErrPeerTimeout = transport.ErrPeerTimeout
 )
 
@@ -172,6 +173,12 @@ type conn struct {
 	done    chan struct{}
 	writing atomic.Bool // a WriteMessage is on the wire
 
+	// Liveness, for keepalive: when something last arrived from the peer
+	// (Unix nanoseconds), and whether readLoop is holding a message for
+	// ReadMessage (and so not reading).
+	lastSeen atomic.Int64
+	holding  atomic.Bool
+
 	closeOnce sync.Once
 	reason    error // set once, before done is closed
 
@@ -195,6 +202,7 @@ func newConn(ws *websocket.Conn, cfg Config, role string) *conn {
 		in:     make(chan readResult),
 		done:   make(chan struct{}),
 	}
+	c.alive()
 	ws.SetReadLimit(cfg.MaxMessageSize)
 	ws.SetPongHandler(func(string) error { c.alive(); return nil })
 	ws.SetPingHandler(c.onPing)
@@ -361,12 +369,9 @@ func (c *conn) closedErr() error {
 	return fmt.Errorf("%w: %w", transport.ErrClosed, c.reason)
 }
 
-// alive pushes the read deadline two ping intervals ahead. It runs in the
-// read goroutine only (directly or from the ping and pong handlers).
+// alive records that something arrived from the peer.
 func (c *conn) alive() {
-	if c.cfg.PingInterval > 0 {
-		_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.cfg.PingInterval))
-	}
+	c.lastSeen.Store(time.Now().UnixNano())
 }
 
 // onPing answers a ping (a peer that pings is alive too).
@@ -396,21 +401,26 @@ func (c *conn) readLoop() {
 			c.shutdown(fatal)
 			return
 		}
+		c.holding.Store(true)
 		select {
 		case c.in <- r:
 		case <-c.done:
 			return
 		}
+		// Whatever arrived while we held r is read next. (alive before
+		// holding is cleared: keepalive reads them in the other order.)
+		c.alive()
+		c.holding.Store(false)
 	}
 }
 
 // readOne reads one message. fatal is non-nil if the connection is unusable.
 func (c *conn) readOne() (r readResult, fatal error) {
-	c.alive() // the peer gets two intervals from now, even if we were slow to read
 	typ, rd, err := c.ws.NextReader()
 	if err != nil {
 		return r, c.readFailure(err)
 	}
+	c.alive()
 	buf, err := c.readAll(rd)
 	if err != nil {
 		return r, c.readFailure(err)
@@ -426,12 +436,11 @@ func (c *conn) readOne() (r readResult, fatal error) {
 	return r, nil
 }
 
-// readAll reads the rest of a message, renewing the read deadline while data
-// keeps arriving so that a large message on a slow link is not taken for a
-// dead peer. gorilla enforces the size limit.
+// readAll reads the rest of a message, noting that the peer is alive while
+// data keeps arriving, so that a large message on a slow link is not taken
+// for a dead peer. gorilla enforces the size limit.
 func (c *conn) readAll(rd io.Reader) ([]byte, error) {
 	buf := make([]byte, 0, firstReadBuffer)
-	renewed := time.Now()
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -444,9 +453,8 @@ func (c *conn) readAll(rd io.Reader) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n > 0 && c.cfg.PingInterval > 0 && time.Since(renewed) > c.cfg.PingInterval/2 {
+		if n > 0 {
 			c.alive()
-			renewed = time.Now()
 		}
 	}
 }
@@ -458,30 +466,42 @@ func (c *conn) readFailure(err error) error {
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
 		return fmt.Errorf("%w (limit %d bytes)", transport.ErrTooLarge, c.cfg.MaxMessageSize)
-	case isTimeout(err) && c.cfg.PingInterval > 0:
-		return fmt.Errorf("%w: nothing received for %v", transport.ErrPeerTimeout, 2*c.cfg.PingInterval)
 	case errors.As(err, &ce):
 		return fmt.Errorf("closed by peer: %w", err)
 	}
 	return fmt.Errorf("read: %w", err)
 }
 
-// keepalive pings the peer every PingInterval. A ping that cannot be sent
-// in time (a large write holds the connection) is skipped; any other failure
-// closes the connection.
+// keepalive pings the peer every PingInterval and drops it when nothing at
+// all has arrived since the previous ping, sent one interval earlier: a
+// silent peer goes between one and two intervals after it fell silent.
+// (Checking at the tick after a ping, rather than with a read deadline,
+// keeps a stall of this process from passing for a dead peer.) A ping that
+// cannot be sent in time (a large write holds the connection) is skipped,
+// and the next tick does not check; any other ping failure closes the
+// connection.
 func (c *conn) keepalive() {
 	t := time.NewTicker(c.cfg.PingInterval)
 	defer t.Stop()
+	var pinged int64 // when the previous ping went out (Unix ns), 0 if it did not
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-t.C:
 		}
+		if pinged != 0 && !c.holding.Load() && c.lastSeen.Load() < pinged {
+			silent := time.Since(time.Unix(0, c.lastSeen.Load())).Round(time.Millisecond)
+			c.shutdown(fmt.Errorf("%w: nothing received for %v", transport.ErrPeerTimeout, silent))
+			return
+		}
+		now := time.Now().UnixNano()
 		err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout))
 		switch {
 		case err == nil:
+			pinged = now
 		case isTimeout(err):
+			pinged = 0
 			c.log.Debug("ws: ping skipped", "err", err)
 		default:
 			c.shutdown(fmt.Errorf("ping: %w", err))

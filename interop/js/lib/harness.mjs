@@ -44,7 +44,13 @@ function quote(s) {
 const loopDelay = monitorEventLoopDelay({ resolution: 20 })
 loopDelay.enable()
 export function eventLoopReport() {
-  return `event loop delay in this test process: max ${(loopDelay.max / 1e6).toFixed(0)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms`
+  return `event loop delay in this test process: max ${maxEventLoopDelayMs()} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms`
+}
+export function maxEventLoopDelayMs() {
+  return Math.round(loopDelay.max / 1e6)
+}
+export function resetEventLoopDelay() {
+  loopDelay.reset()
 }
 
 export function sleep(ms) {
@@ -286,13 +292,19 @@ export async function startServer({ dir } = {}) {
 // ---------------------------------------------------------------- clients
 
 /**
- * The real automerge-repo WebSocket client adapter with two test-harness fixes
- * that do not change anything on the wire:
+ * The real automerge-repo WebSocket client adapter with three fixes for
+ * client-side bugs of 2.5.6 that do not change anything on the wire:
  *  - once disconnected it stays disconnected (2.5.6 can otherwise reconnect
  *    from a pending retry timer after disconnect(), keeping the process alive);
  *  - socket errors other than ECONNREFUSED (e.g. ECONNRESET when the server is
  *    killed) are not rethrown from the event handler, which in 2.5.6 crashes
- *    the process; the close event that follows triggers the normal reconnect.
+ *    the process; the close event that follows triggers the normal reconnect;
+ *  - a message sent while the socket is not open is dropped, as automerge-repo
+ *    2.6 does, instead of throwing "Websocket not ready": in 2.5.6 that throw
+ *    happens inside the document update that answers a sync message, and
+ *    leaves the handle unusable for good ("Attempting to change an outdated
+ *    document"), so one server-side disconnect at the wrong moment would stop
+ *    that client from ever syncing the document again.
  */
 class TestClientAdapter extends BrowserWebSocketClientAdapter {
   #closed = false
@@ -304,6 +316,10 @@ class TestClientAdapter extends BrowserWebSocketClientAdapter {
   disconnect() {
     this.#closed = true
     if (this.socket && this.peerId) super.disconnect()
+  }
+  send(message) {
+    if (this.socket && this.socket.readyState !== this.socket.OPEN) return
+    super.send(message)
   }
 }
 
@@ -378,7 +394,28 @@ export class Client {
 /** Connects a new client (no storage unless storageDir is given) and waits until the server answered join. */
 export async function connectClient(server, opts) {
   const c = new Client(typeof server === "string" ? server : server.url, opts)
-  return c.waitConnected()
+  try {
+    return await c.waitConnected()
+  } catch (e) {
+    await c.close().catch(() => {})
+    throw e
+  }
+}
+
+/**
+ * Returns connect(server, opts) for use inside one test: every client it
+ * connects is closed when that test ends (t.after), pass or fail.
+ */
+export function clientsOf(t) {
+  const list = []
+  t.after(() => closeAll(list))
+  const connect = async (server, opts) => {
+    const c = await connectClient(server, opts)
+    list.push(c)
+    return c
+  }
+  connect.all = list
+  return connect
 }
 
 export async function closeAll(clients) {

@@ -3,8 +3,8 @@ import assert from "node:assert/strict"
 import { after, describe, test } from "node:test"
 import { rmSync } from "node:fs"
 import {
+  clientsOf,
   closeAll,
-  connectClient,
   snapshot,
   startServer,
   tempDir,
@@ -13,20 +13,18 @@ import {
 } from "../lib/harness.mjs"
 
 describe("durability", { timeout: 120_000 }, () => {
-  const clients = []
   const servers = []
   const dirs = []
   after(async () => {
-    await closeAll(clients)
     await Promise.all(servers.map(s => s.dispose()))
     for (const d of dirs) rmSync(d, { recursive: true, force: true })
   })
 
-  test("SIGKILL after a change reached another client loses nothing", { timeout: 30_000 }, async () => {
+  test("SIGKILL after a change reached another client loses nothing", { timeout: 30_000 }, async t => {
+    const connect = clientsOf(t)
     const server = await startServer()
     servers.push(server)
-    const [a, b] = await Promise.all([connectClient(server), connectClient(server)])
-    clients.push(a, b)
+    const [a, b] = await Promise.all([connect(server), connect(server)])
 
     const ha = a.create({ widgets: { cpu: 1 }, log: [] })
     await a.waitServerHas(ha)
@@ -49,21 +47,20 @@ describe("durability", { timeout: 120_000 }, () => {
     await closeAll([a, b])
 
     await server.start()
-    const c = await connectClient(server)
-    clients.push(c)
+    const c = await connect(server)
     const hc = await c.find(ha.url, 10_000)
     assert.deepEqual(snapshot(hc), want)
     assert.deepEqual(hc.doc().log, ["from a", "from b"])
   })
 
   test("clients stay open across a server restart, reconnect and keep syncing", { timeout: 45_000 }, async t => {
+    const connect = clientsOf(t)
     const server = await startServer()
     servers.push(server)
     const storageDir = tempDir("tandem-client-")
     dirs.push(storageDir)
     // B keeps its documents and sync state on disk (as a browser tab with IndexedDB would).
-    const [a, b] = await Promise.all([connectClient(server), connectClient(server, { storageDir })])
-    clients.push(a, b)
+    const [a, b] = await Promise.all([connect(server), connect(server, { storageDir })])
     const ha = a.create({ phase: "before", n: 0 })
     await a.waitServerHas(ha)
     const hb = await b.find(ha.url)

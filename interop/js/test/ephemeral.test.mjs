@@ -1,7 +1,7 @@
 // Ephemeral messages (handle.broadcast) relayed by the server under test.
 import assert from "node:assert/strict"
 import { after, before, describe, test } from "node:test"
-import { closeAll, connectClient, startServer, waitFor } from "../lib/harness.mjs"
+import { clientsOf, startServer, waitFor } from "../lib/harness.mjs"
 
 /** Records what a client receives for one document: app-level events and raw ephemeral frames. */
 function record(client, handle) {
@@ -19,18 +19,16 @@ const count = (list, pred) => list.filter(pred).length
 
 describe("ephemeral", { timeout: 60_000 }, () => {
   let server
-  const clients = []
   before(async () => {
     server = await startServer()
   })
   after(async () => {
-    await closeAll(clients)
     await server?.dispose()
   })
 
-  test("a broadcast from A reaches B and C exactly once each, and not A", { timeout: 30_000 }, async () => {
-    const [a, b, c] = await Promise.all([connectClient(server), connectClient(server), connectClient(server)])
-    clients.push(a, b, c)
+  test("a broadcast from A reaches B and C exactly once each, and not A", { timeout: 30_000 }, async t => {
+    const connect = clientsOf(t)
+    const [a, b, c] = await Promise.all([connect(server), connect(server), connect(server)])
     const ha = a.create({ presence: true })
     await a.waitServerHas(ha)
     // The server relays only to peers that are syncing the document.
@@ -86,9 +84,9 @@ describe("ephemeral", { timeout: 60_000 }, () => {
     assert.equal(recA.frames.length, 0, "A received raw frames of its own broadcast")
   })
 
-  test("broadcasts go both ways and only to peers of that document", { timeout: 30_000 }, async () => {
-    const [a, b, outsider] = await Promise.all([connectClient(server), connectClient(server), connectClient(server)])
-    clients.push(a, b, outsider)
+  test("broadcasts go both ways and only to peers of that document", { timeout: 30_000 }, async t => {
+    const connect = clientsOf(t)
+    const [a, b, outsider] = await Promise.all([connect(server), connect(server), connect(server)])
     const ha = a.create({ doc: "one" })
     const other = outsider.create({ doc: "other" })
     await Promise.all([a.waitServerHas(ha), outsider.waitServerHas(other)])

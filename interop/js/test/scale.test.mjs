@@ -4,30 +4,32 @@ import { createHash, randomBytes } from "node:crypto"
 import { after, before, describe, test } from "node:test"
 import {
   Automerge,
-  closeAll,
-  connectClient,
+  clientsOf,
   eventLoopReport,
+  maxEventLoopDelayMs,
+  resetEventLoopDelay,
   snapshot,
   startServer,
   waitConverged,
 } from "../lib/harness.mjs"
 
+// The JS server terminates a socket that has not answered a ping within 5-10 s.
+const KEEPALIVE_GRACE_MS = 5000
+
 const sha256 = s => createHash("sha256").update(s).digest("hex")
 
 describe("scale", { timeout: 120_000 }, () => {
   let server
-  const clients = []
   before(async () => {
     server = await startServer()
   })
   after(async () => {
-    await closeAll(clients)
     await server?.dispose()
   })
 
   test("a document of several MB syncs to a fresh client", { timeout: 60_000 }, async t => {
-    const a = await connectClient(server)
-    clients.push(a)
+    const connect = clientsOf(t)
+    const a = await connect(server)
     // Random content, so the bytes on the wire really are megabytes:
     // a 200 KB text edited as text, and a list of 400 strings of 7.5 KB.
     const h = a.create({ title: "big", log: "", blobs: [] })
@@ -46,8 +48,7 @@ describe("scale", { timeout: 120_000 }, () => {
     assert.ok(content > 3_000_000 && saved > 2_000_000, `document is only ${content} chars, ${saved} bytes saved`)
     await a.waitServerHas(h, 30_000)
 
-    const b = await connectClient(server)
-    clients.push(b)
+    const b = await connect(server)
     const started = Date.now()
     const hb = await b.find(h.url, 30_000)
     const took = Date.now() - started
@@ -61,10 +62,11 @@ describe("scale", { timeout: 120_000 }, () => {
     t.diagnostic(`${content} chars (${saved} bytes saved) found by a fresh client in ${took} ms`)
   })
 
-  test("30 clients on one document each make changes and converge", { timeout: 60_000 }, async () => {
+  test("30 clients on one document each make changes and converge", { timeout: 60_000 }, async t => {
+    const connect = clientsOf(t)
     const N = 30
-    const cs = await Promise.all(Array.from({ length: N }, () => connectClient(server)))
-    clients.push(...cs)
+    resetEventLoopDelay()
+    const cs = await Promise.all(Array.from({ length: N }, () => connect(server)))
     const h0 = cs[0].create({ counter: new Automerge.Counter(0), byClient: {}, events: [] })
     await cs[0].waitServerHas(h0)
     const handles = [h0, ...(await Promise.all(cs.slice(1).map(c => c.find(h0.url, 20_000))))]
@@ -84,8 +86,15 @@ describe("scale", { timeout: 120_000 }, () => {
     )
 
     const converged = await waitConverged(handles, 45_000, { clients: cs })
+    // A server may drop a client that has not answered its pings for 5-10 s
+    // (the JS server does). Only when this process never stalled that long
+    // is a dropped client the server's fault.
     const dropped = cs.filter(c => c.disconnects > 0).length
-    assert.equal(dropped, 0, `${dropped} clients were disconnected during the test (${eventLoopReport()})`)
+    if (dropped > 0 && maxEventLoopDelayMs() < KEEPALIVE_GRACE_MS) {
+      assert.fail(`${dropped} of ${N} live clients were disconnected by the server (${eventLoopReport()})`)
+    } else if (dropped > 0) {
+      t.diagnostic(`${dropped} clients were dropped while this process stalled (${eventLoopReport()})`)
+    }
     const doc = JSON.parse(converged.json)
     assert.equal(doc.counter, N * CHANGES)
     assert.equal(Object.keys(doc.byClient).length, N)

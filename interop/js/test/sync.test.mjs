@@ -5,8 +5,7 @@ import { generateAutomergeUrl } from "@automerge/automerge-repo"
 import {
   Automerge,
   canonical,
-  closeAll,
-  connectClient,
+  clientsOf,
   snapshot,
   startServer,
   waitConverged,
@@ -14,24 +13,16 @@ import {
 
 describe("sync", { timeout: 120_000 }, () => {
   let server
-  const clients = []
-  const client = async () => {
-    const c = await connectClient(server)
-    clients.push(c)
-    return c
-  }
-
   before(async () => {
     server = await startServer()
   })
   after(async () => {
-    await closeAll(clients)
     await server?.dispose()
   })
 
-  test("a document created by one client is found with identical content by another", { timeout: 30_000 }, async () => {
-    const a = await client()
-    const b = await client()
+  test("a document created by one client is found with identical content by another", { timeout: 30_000 }, async t => {
+    const connect = clientsOf(t)
+    const [a, b] = await Promise.all([connect(server), connect(server)])
     const initial = {
       title: "Ops dashboard",
       widgets: { cpu: { kind: "gauge", value: 42 }, mem: { kind: "gauge", value: 63.5 } },
@@ -59,9 +50,9 @@ describe("sync", { timeout: 120_000 }, () => {
     assert.equal(ha.doc().widgets.cpu.value, 99)
   })
 
-  test("20 rounds of concurrent edits from two clients converge", { timeout: 30_000 }, async () => {
-    const a = await client()
-    const b = await client()
+  test("20 rounds of concurrent edits from two clients converge", { timeout: 30_000 }, async t => {
+    const connect = clientsOf(t)
+    const [a, b] = await Promise.all([connect(server), connect(server)])
     const ha = a.create({ shared: "none", counter: new Automerge.Counter(0), text: "", a: {}, b: {} })
     await a.waitServerHas(ha)
     const hb = await b.find(ha.url)
@@ -97,8 +88,8 @@ describe("sync", { timeout: 120_000 }, () => {
     assert.deepEqual(converged.heads, [...Automerge.getHeads(hb.doc())].sort())
   })
 
-  test("find() of a document that was never created rejects as unavailable within 2 s", { timeout: 30_000 }, async () => {
-    const c = await client()
+  test("find() of a document that was never created rejects as unavailable within 2 s", { timeout: 30_000 }, async t => {
+    const c = await clientsOf(t)(server)
     const url = generateAutomergeUrl()
     const started = Date.now()
     await assert.rejects(c.find(url, 5000), err => {
