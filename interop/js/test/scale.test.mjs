@@ -8,6 +8,7 @@ import {
   eventLoopReport,
   maxEventLoopDelayMs,
   resetEventLoopDelay,
+  sleep,
   snapshot,
   startServer,
   waitConverged,
@@ -80,7 +81,7 @@ describe("scale", { timeout: 120_000 }, () => {
             d.byClient[`c${i}`] = k
             d.events.push(`${i}:${k}`)
           })
-          await new Promise(r => setTimeout(r, 5 * ((i + k) % 7)))
+          await sleep(5 * ((i + k) % 7))
         }
       }),
     )

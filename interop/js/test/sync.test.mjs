@@ -6,6 +6,7 @@ import {
   Automerge,
   canonical,
   clientsOf,
+  sleep,
   snapshot,
   startServer,
   waitConverged,
@@ -74,7 +75,7 @@ describe("sync", { timeout: 120_000 }, () => {
       })
       // Let some rounds overlap with sync traffic in flight and some not.
       if (i % 4 === 3) await waitConverged([ha, hb], 20_000)
-      else await new Promise(r => setTimeout(r, (i * 7) % 30))
+      else await sleep((i * 7) % 30)
     }
 
     const converged = await waitConverged([ha, hb], 20_000)
