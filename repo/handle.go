@@ -60,6 +60,7 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 			return
 		}
 		if err := fn(o.doc); err != nil {
+			o.mutated()
 			if o.doc.HasUncommitted() {
 				if rerr := o.doc.Rollback(); rerr != nil {
 					o.repo.log.Error("rollback failed", "doc", o.id, "err", rerr)
@@ -70,16 +71,17 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 			return
 		}
 		info, ok, err := o.doc.Commit(co.message)
+		o.mutated()
 		if err != nil {
 			reply <- err
 			return
 		}
 		if !ok {
-			res.Heads = o.doc.Heads()
+			res.Heads = o.heads()
 			reply <- nil
 			return
 		}
-		res = ChangeResult{Changed: true, Hash: info.Hash, Heads: o.doc.Heads(), Paths: info.Paths}
+		res = ChangeResult{Changed: true, Hash: info.Hash, Heads: o.heads(), Paths: info.Paths}
 		o.pending = append(o.pending, info.Bytes)
 		o.changed = true
 		o.events = append(o.events, Event{DocumentID: o.id, Paths: info.Paths, Local: true, Hash: info.Hash})
@@ -122,6 +124,7 @@ func (h *DocHandle) Read(ctx context.Context, fn func(*crdt.Doc) error) error {
 			return err
 		}
 		err := fn(o.doc)
+		o.mutated()
 		if o.doc.HasUncommitted() {
 			if rerr := o.doc.Rollback(); rerr != nil {
 				o.doc = nil

@@ -42,8 +42,22 @@ type owner struct {
 	dirtyPeers   map[*peer]struct{} // peers to answer after the next flush
 	changed      bool               // heads moved since the last flush
 	findWaiters  []chan error       // FindRemote calls waiting for content
+	headsCache   []crdt.Hash // valid while headsValid; saves cgo calls
+	headsValid   bool
 	stopOnce     bool
 }
+
+// heads returns the document's heads, cached until the next mutation.
+func (o *owner) heads() []crdt.Hash {
+	if !o.headsValid {
+		o.headsCache = o.doc.Heads()
+		o.headsValid = true
+	}
+	return o.headsCache
+}
+
+// mutated drops cached state derived from the document.
+func (o *owner) mutated() { o.headsValid = false }
 
 func newOwner(r *Repo, id crdt.DocumentID) *owner {
 	return &owner{
@@ -130,6 +144,7 @@ func (o *owner) run() {
 				}
 			}
 			for _, f := range batch {
+				o.mutated()
 				f(o)
 			}
 			clear(batch)
@@ -147,6 +162,7 @@ func (o *owner) run() {
 			for {
 				select {
 				case f := <-o.inbox:
+					o.mutated()
 					f(o)
 					continue
 				default:
@@ -206,6 +222,7 @@ func (o *owner) load() error {
 		o.lastSeq = c.Seq
 	}
 	o.snapshotSize = int64(len(rec.Snapshot))
+	o.mutated()
 	o.doc = doc
 	o.stored = true
 	return nil
@@ -239,7 +256,7 @@ func (o *owner) flush() error {
 			data = append(data, p...)
 		}
 		var seq uint64
-		seq, err = o.repo.store.Append(context.Background(), string(o.id), data, hexHeads(o.doc.Heads()))
+		seq, err = o.repo.store.Append(context.Background(), string(o.id), data, hexHeads(o.heads()))
 		o.pending = o.pending[:0]
 		if err != nil {
 			err = fmt.Errorf("repo: persist %s: %w", o.id, err)
@@ -276,7 +293,7 @@ func (o *owner) flush() error {
 		o.before = nil
 	}
 	if len(o.events) > 0 {
-		heads := o.doc.Heads()
+		heads := o.heads()
 		for i := range o.events {
 			o.events[i].Heads = heads
 			for s := range o.subs {

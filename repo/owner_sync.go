@@ -54,6 +54,7 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	pd := o.peerDoc(p)
 	o.markRemoteBefore()
 	res, err := pd.ss.Receive(data)
+	o.mutated()
 	if err != nil {
 		log.Info("rejected sync message", "doc", o.id, "peer", p.id, "err", err)
 		p.sendError(fmt.Sprintf("invalid sync message for %s", o.id))
@@ -110,7 +111,7 @@ func (o *owner) wakePeers() {
 			o.dirtyPeers[p] = struct{}{}
 		}
 		o.changed = false
-		if o.doc != nil && len(o.doc.Heads()) > 0 {
+		if o.doc != nil && len(o.heads()) > 0 {
 			for _, w := range o.findWaiters {
 				w <- nil
 			}
@@ -137,7 +138,7 @@ func (o *owner) checkUnavailable() {
 	if len(o.findWaiters) == 0 {
 		return
 	}
-	if o.doc != nil && len(o.doc.Heads()) > 0 {
+	if o.doc != nil && len(o.heads()) > 0 {
 		return
 	}
 	for _, pd := range o.peers {
@@ -164,7 +165,7 @@ func (n *network) findRemote(ctx context.Context, id crdt.DocumentID) (*DocHandl
 		if err := o.load(); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if o.doc != nil && len(o.doc.Heads()) > 0 {
+		if o.doc != nil && len(o.heads()) > 0 {
 			wait <- nil
 			return nil
 		}
