@@ -308,6 +308,8 @@ export async function startServer({ dir } = {}) {
  */
 class TestClientAdapter extends BrowserWebSocketClientAdapter {
   #closed = false
+  // traffic counters (protocol messages and their `data` bytes), for diagnostics
+  traffic = { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0 }
   onError = () => {}
   connect(peerId, peerMetadata) {
     if (this.#closed) return
@@ -320,7 +322,24 @@ class TestClientAdapter extends BrowserWebSocketClientAdapter {
   send(message) {
     if (this.socket && this.socket.readyState !== this.socket.OPEN) return
     super.send(message)
+    this.traffic.sent++
+    this.traffic.sentBytes += message.data?.byteLength ?? 0
   }
+  receiveMessage(messageBytes) {
+    this.traffic.received++
+    super.receiveMessage(messageBytes)
+  }
+}
+
+/** Sums the traffic counters of clients: "N messages (B bytes of data) received, ... sent". */
+export function trafficReport(clients) {
+  const t = { sent: 0, sentBytes: 0, received: 0 }
+  for (const c of clients) {
+    t.sent += c.adapter.traffic.sent
+    t.sentBytes += c.adapter.traffic.sentBytes
+    t.received += c.adapter.traffic.received
+  }
+  return `${clients.length} clients received ${t.received} messages and sent ${t.sent} (${t.sentBytes} bytes of sync data)`
 }
 
 export class Client {

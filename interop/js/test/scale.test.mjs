@@ -11,11 +11,13 @@ import {
   sleep,
   snapshot,
   startServer,
+  trafficReport,
   waitConverged,
 } from "../lib/harness.mjs"
 
-// The JS server terminates a socket that has not answered a ping within 5-10 s.
-const KEEPALIVE_GRACE_MS = 5000
+// Longest event-loop stall for which the test process counts as responsive
+// (servers drop a socket that has not answered a ping within 5-10 s).
+const RESPONSIVE_MS = 2000
 
 const sha256 = s => createHash("sha256").update(s).digest("hex")
 
@@ -87,14 +89,16 @@ describe("scale", { timeout: 120_000 }, () => {
     )
 
     const converged = await waitConverged(handles, 45_000, { clients: cs })
-    // A server may drop a client that has not answered its pings for 5-10 s
-    // (the JS server does). Only when this process never stalled that long
-    // is a dropped client the server's fault.
+    t.diagnostic(`${trafficReport(cs)}; ${eventLoopReport()}`)
+    // A server may drop a client that does not answer its pings for 5-10 s
+    // (the JS server does), and a client working through a backlog of
+    // messages answers late. Dropped clients are the server's fault only if
+    // this process stayed responsive throughout.
     const dropped = cs.filter(c => c.disconnects > 0).length
-    if (dropped > 0 && maxEventLoopDelayMs() < KEEPALIVE_GRACE_MS) {
+    if (dropped > 0 && maxEventLoopDelayMs() < RESPONSIVE_MS) {
       assert.fail(`${dropped} of ${N} live clients were disconnected by the server (${eventLoopReport()})`)
     } else if (dropped > 0) {
-      t.diagnostic(`${dropped} clients were dropped while this process stalled (${eventLoopReport()})`)
+      t.diagnostic(`${dropped} clients were dropped while this process was overloaded`)
     }
     const doc = JSON.parse(converged.json)
     assert.equal(doc.counter, N * CHANGES)
