@@ -42,7 +42,7 @@ type owner struct {
 	dirtyPeers   map[*peer]struct{} // peers to answer after the next flush
 	changed      bool               // heads moved since the last flush
 	findWaiters  []chan error       // FindRemote calls waiting for content
-	headsCache   []crdt.Hash // valid while headsValid; saves cgo calls
+	headsCache   []crdt.Hash        // valid while headsValid; saves cgo calls
 	headsValid   bool
 	stopOnce     bool
 }
