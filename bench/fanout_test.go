@@ -326,3 +326,108 @@ func BenchmarkServerMemory(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFanoutLoad: 4 writers change one document as fast as they can
+// while peers read it; b.N changes in all. It reports the rate at which
+// changes reach every peer and how many sync messages the server sent per
+// change and peer: under load the server batches, so that stays well below
+// one and its cost does not grow as peers × history × changes.
+func BenchmarkFanoutLoad(b *testing.B) {
+	for _, peers := range []int{10, 100} {
+		b.Run(fmt.Sprintf("history=10000/peers=%d", peers), func(b *testing.B) {
+			benchFanoutLoad(b, peers, 10000, 4)
+		})
+	}
+}
+
+func benchFanoutLoad(b *testing.B, peers, hist, writers int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	ts := startServer(b, b.TempDir())
+	defer ts.stop()
+	doc, err := crdt.FromJSON(dashboardJSON(20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range hist {
+		_ = doc.Set(fmt.Sprintf("/widgets/w%d/value", i%20), i)
+		if _, _, err := doc.Commit(""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	first := dialClient(b, ts.url)
+	defer first.close()
+	h0, err := first.r.Import(ctx, doc.Save())
+	if err != nil {
+		b.Fatal(err)
+	}
+	waitB(b, ctx, func() bool {
+		h, err := ts.repo.Find(ctx, h0.ID())
+		if err != nil {
+			return false
+		}
+		hs, _ := h.Heads(ctx)
+		return len(hs) > 0
+	})
+	ws := make([]*repo.DocHandle, writers)
+	ws[0] = h0
+	for i := 1; i < writers; i++ {
+		c := dialClient(b, ts.url)
+		defer c.close()
+		if ws[i], err = c.r.Find(ctx, h0.ID()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	readers := make([]*repo.DocHandle, peers)
+	for i := range readers {
+		c := dialClient(b, ts.url)
+		defer c.close()
+		if readers[i], err = c.r.Find(ctx, h0.ID()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	before := ts.repo.Stats().SyncOut
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < b.N; i += writers {
+				if _, err := ws[w].Set(ctx, fmt.Sprintf("/widgets/w%d/value", w), i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Done when every reader holds every writer's last value.
+	want := make(map[int]int)
+	for w := range writers {
+		last := -1
+		for i := w; i < b.N; i += writers {
+			last = i
+		}
+		want[w] = last
+	}
+	for _, r := range readers {
+		waitB(b, ctx, func() bool {
+			for w, v := range want {
+				if v < 0 {
+					continue
+				}
+				got, err := r.Get(ctx, fmt.Sprintf("/widgets/w%d/value", w))
+				if err != nil || fmt.Sprint(got) != fmt.Sprint(v) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	elapsed := time.Since(start)
+	sent := ts.repo.Stats().SyncOut - before
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "changes/s")
+	b.ReportMetric(float64(sent)/float64(b.N)/float64(peers+writers), "sync-msgs/change/peer")
+}

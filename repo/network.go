@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemsync/tandem/crdt"
@@ -58,6 +59,36 @@ func (c *PeerConfig) setDefaults() {
 	}
 }
 
+// netStats counts traffic; read with Repo.Stats.
+type netStats struct {
+	msgsIn, msgsOut, bytesIn, bytesOut, syncOut, peersTotal atomic.Int64
+}
+
+// Stats is a snapshot of a repo's counters since it started.
+type Stats struct {
+	Peers         int   // connected now
+	PeersTotal    int64 // handshakes completed
+	LiveDocuments int   // documents in memory
+	MessagesIn    int64
+	MessagesOut   int64
+	BytesIn       int64 // sync and ephemeral payload bytes received
+	BytesOut      int64 // sync and ephemeral payload bytes sent
+	SyncOut       int64 // sync messages generated for peers
+}
+
+// Stats returns the repo's counters.
+func (r *Repo) Stats() Stats {
+	n := r.net
+	n.mu.Lock()
+	peers := len(n.peers)
+	n.mu.Unlock()
+	return Stats{
+		Peers: peers, PeersTotal: n.stats.peersTotal.Load(), LiveDocuments: r.Live(),
+		MessagesIn: n.stats.msgsIn.Load(), MessagesOut: n.stats.msgsOut.Load(),
+		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(), SyncOut: n.stats.syncOut.Load(),
+	}
+}
+
 // storageIDKey is where the store keeps the repo's storage id.
 const storageIDKey = "storage-adapter-id"
 
@@ -72,6 +103,8 @@ type network struct {
 	closed    bool
 	storageID string
 	wg        sync.WaitGroup
+
+	stats netStats
 
 	ephMu     sync.Mutex
 	ephSeen   map[string]uint64 // senderId + "\x00" + sessionId -> highest count

@@ -200,6 +200,7 @@ func (p *peer) run(ctx context.Context) error {
 	}
 	log := n.r.log.With("peer", p.id)
 	log.Info("peer connected", "remote", p.conn.RemoteAddr())
+	n.stats.peersTotal.Add(1)
 	stopCtx := context.AfterFunc(ctx, func() { p.close(ctx.Err()) })
 	defer stopCtx()
 
@@ -239,6 +240,8 @@ func (p *peer) run(ctx context.Context) error {
 			reason = err
 			break
 		}
+		n.stats.msgsIn.Add(1)
+		n.stats.bytesIn.Add(int64(len(m.Data)))
 		if !p.allow() {
 			reason = ErrRateLimited
 			log.Warn("closing peer over its message rate", "limit_per_s", n.cfg.RatePerSecond)
@@ -381,6 +384,17 @@ func (p *peer) receive(id crdt.DocumentID, data []byte, isRequest bool) error {
 	return o.send(context.Background(), func(o *owner) { o.receiveSync(p, buf, isRequest) })
 }
 
+// write sends one message, closing the peer on failure.
+func (p *peer) write(ctx context.Context, m transport.Message) error {
+	if err := p.conn.WriteMessage(ctx, m); err != nil {
+		p.close(err)
+		return err
+	}
+	p.n.stats.msgsOut.Add(1)
+	p.n.stats.bytesOut.Add(int64(len(m.Data)))
+	return nil
+}
+
 // writeLoop is the only writer of p.conn.
 func (p *peer) writeLoop() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -415,8 +429,7 @@ func (p *peer) writeLoop() {
 				break
 			}
 			for _, m := range out {
-				if err := p.conn.WriteMessage(ctx, m); err != nil {
-					p.close(err)
+				if err := p.write(ctx, m); err != nil {
 					return
 				}
 			}
@@ -426,8 +439,8 @@ func (p *peer) writeLoop() {
 					continue
 				}
 				for _, m := range msgs {
-					if err := p.conn.WriteMessage(ctx, m); err != nil {
-						p.close(err)
+					p.n.stats.syncOut.Add(1)
+					if err := p.write(ctx, m); err != nil {
 						return
 					}
 				}
