@@ -1,0 +1,69 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/persistence/memory"
+	"github.com/tandemsync/tandem/repo"
+	"github.com/tandemsync/tandem/transport"
+	"github.com/tandemsync/tandem/transport/ws"
+)
+
+func Example() {
+	ctx := context.Background()
+	// A real program opens persistence/badger; memory keeps the example small.
+	r, err := repo.New(repo.Config{Store: memory.New()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close(ctx)
+
+	h, err := r.CreateJSON(ctx, []byte(`{"widgets":{"cpu":{"value":0}}}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// One Automerge change, durable when Change returns.
+	res, err := h.Change(ctx, func(d *crdt.Doc) error {
+		return d.Set("/widgets/cpu/value", 42)
+	}, repo.WithMessage("cpu sample"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, _ := h.JSON(ctx, "/widgets")
+	fmt.Println(res.Paths, string(b))
+	// Output: [/widgets/cpu/value] {"cpu":{"value":42}}
+}
+
+func ExampleDocHandle_Subscribe() {
+	ctx := context.Background()
+	r, _ := repo.New(repo.Config{Store: memory.New()})
+	defer r.Close(ctx)
+	h, _ := r.CreateJSON(ctx, []byte(`{"title":"ops"}`))
+
+	sub, err := h.Subscribe(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sub.Close()
+	if _, err := h.Set(ctx, "/title", "ops, eu"); err != nil {
+		log.Fatal(err)
+	}
+	e := <-sub.Events()
+	fmt.Println(e.Local, e.Paths)
+	// Output: true [/title]
+}
+
+func ExampleRepo_ConnectLoop() {
+	ctx := context.Background()
+	r, _ := repo.New(repo.Config{Store: memory.New(), Share: repo.ClientSharePolicy{}})
+	defer r.Close(ctx)
+	conn := r.ConnectLoop(func(ctx context.Context) (transport.Conn, error) {
+		return ws.Dial(ctx, "ws://127.0.0.1:7070/sync", ws.Config{})
+	}, repo.ReconnectConfig{})
+	defer conn.Close()
+	// Documents created or found through r now sync with the server,
+	// and again after every reconnect.
+}
