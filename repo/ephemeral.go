@@ -99,7 +99,7 @@ func (p *peer) ephemeral(m transport.Message) error {
 		p.sendError("ephemeral message without sessionId or data")
 		return nil
 	}
-	if !n.r.cfg.Share.Access(p.id, id) {
+	if !p.canRead(id) {
 		p.enqueue(p.unavailable(id))
 		return nil
 	}

@@ -249,7 +249,11 @@ func (n *network) unregister(p *peer) {
 // Accept runs the receiving side of the sync protocol on conn (a server's
 // view of a client): it waits for join, answers peer, then syncs until the
 // connection ends or ctx is cancelled. It returns why the connection ended.
-func (r *Repo) Accept(ctx context.Context, conn transport.Conn) error {
+func (r *Repo) Accept(ctx context.Context, conn transport.Conn, opts ...AcceptOption) error {
+	var ao acceptOpts
+	for _, o := range opts {
+		o(&ao)
+	}
 	n := r.net
 	if err := r.checkOpen(); err != nil {
 		_ = conn.Close(err)
@@ -292,6 +296,9 @@ func (r *Repo) Accept(ctx context.Context, conn transport.Conn) error {
 	}
 	p := newPeer(n, first.SenderID, conn, first.PeerMetadata)
 	p.accepted = true
+	p.access = ao.access
+	p.deadline = ao.deadline
+	p.label = ao.label
 	return p.run(ctx)
 }
 

@@ -22,7 +22,10 @@ type peer struct {
 	conn     transport.Conn
 	meta     *transport.PeerMetadata
 	onReady  func(string)
-	accepted bool // we are the receiving side (a server's view of a client)
+	accepted bool       // we are the receiving side (a server's view of a client)
+	access   PeerAccess // nil: everything the share policy allows
+	deadline time.Time  // zero: none
+	label    string     // extra log context (e.g. a token subject)
 
 	signal chan struct{} // one-slot wake-up for the writer
 	stopc  chan struct{}
@@ -199,10 +202,20 @@ func (p *peer) run(ctx context.Context) error {
 		return err
 	}
 	log := n.r.log.With("peer", p.id)
+	if p.label != "" {
+		log = log.With("who", p.label)
+	}
 	log.Info("peer connected", "remote", p.conn.RemoteAddr())
 	n.stats.peersTotal.Add(1)
 	stopCtx := context.AfterFunc(ctx, func() { p.close(ctx.Err()) })
 	defer stopCtx()
+	if !p.deadline.IsZero() {
+		t := time.AfterFunc(time.Until(p.deadline), func() {
+			log.Info("closing peer at its deadline")
+			p.close(ErrExpired)
+		})
+		defer t.Stop()
+	}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -318,8 +331,11 @@ func (p *peer) handle(ctx context.Context, m transport.Message) error {
 			p.sendError(fmt.Sprintf("%s for %s without data", m.Type, id))
 			return nil
 		}
-		if !n.r.cfg.Share.Access(p.id, id) {
+		if !p.canRead(id) {
 			p.enqueue(p.unavailable(id))
+			return nil
+		}
+		if p.rejectWrites(id, m.Data) {
 			return nil
 		}
 		return p.receive(id, m.Data, m.Type == transport.TypeRequest)

@@ -28,6 +28,17 @@ const log = msg => process.stderr.write(`ref-server[${process.pid}]: ${msg}\n`)
 // socket event handler. A server must survive bad input from one client, so
 // such a frame closes only that client's socket.
 class RobustServerAdapter extends NodeWSServerAdapter {
+  // The Repo connects its adapters asynchronously (after it has read the
+  // storage id); a WebSocket accepted before that would never be answered.
+  // `wired` resolves once the adapter listens for connections.
+  #wiredResolve
+  wired = new Promise(resolve => {
+    this.#wiredResolve = resolve
+  })
+  connect(peerId, peerMetadata) {
+    super.connect(peerId, peerMetadata)
+    this.#wiredResolve()
+  }
   receiveMessage(messageBytes, socket) {
     try {
       super.receiveMessage(messageBytes, socket)
@@ -46,8 +57,9 @@ if (!(await storage.load(["storage-adapter-id"]))) {
 }
 
 const wss = new WebSocketServer({ noServer: true })
+const adapter = new RobustServerAdapter(wss)
 const repo = new Repo({
-  network: [new RobustServerAdapter(wss)],
+  network: [adapter],
   storage,
   peerId: `storage-server-${os.hostname()}`,
   sharePolicy: async () => false,
@@ -65,6 +77,7 @@ server.on("upgrade", (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, ws => wss.emit("connection", ws, req))
 })
 
+await adapter.wired
 server.listen(port, host, () => {
   process.stdout.write(`listening on ${server.address().port}\n`)
 })
