@@ -822,3 +822,36 @@ func flip(b []byte, i int) []byte {
 	c[i] ^= 0xff
 	return c
 }
+
+func TestForkAtAndHashesSince(t *testing.T) {
+	d, err := FromJSON([]byte(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1 := d.Heads()
+	if err := d.Set("/a", 2); err != nil {
+		t.Fatal(err)
+	}
+	c2, _, err := d.Commit("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := d.ForkAt(h1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := old.Get("/a"); v != int64(1) {
+		t.Fatalf("fork at h1: a = %v", v)
+	}
+	since, err := d.HashesSince(h1)
+	if err != nil || len(since) != 1 || since[0] != c2.Hash {
+		t.Fatalf("since = %v, %v", since, err)
+	}
+	if _, err := d.ForkAt([]Hash{{1, 2, 3}}); !errors.Is(err, ErrInvalidHash) {
+		t.Fatalf("unknown hash: %v", err)
+	}
+	all, _ := d.HashesSince(nil)
+	if len(all) != 2 || !d.HasChange(c2.Hash) {
+		t.Fatalf("all = %v", all)
+	}
+}

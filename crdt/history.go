@@ -1,0 +1,68 @@
+package crdt
+
+import (
+	"fmt"
+
+	"github.com/automerge/automerge-go"
+)
+
+// ForkAt returns an independent copy of the document as it was at heads (a
+// historical view), writing as a new random actor. Every hash must be a
+// change of d (ErrInvalidHash otherwise). Costs about the document's history.
+func (d *Doc) ForkAt(heads []Hash) (*Doc, error) {
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	for _, h := range heads {
+		if !d.hasChange(automerge.ChangeHash(h)) {
+			return nil, fmt.Errorf("%w: %s is not a change of this document", ErrInvalidHash, h)
+		}
+	}
+	if len(heads) == 0 {
+		return New(), nil
+	}
+	var am *automerge.Doc
+	err := guard(ErrCorrupt, "fork", func() (err error) {
+		am, err = d.am.Fork(toAMHashes(heads)...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return wrapDoc(am), nil
+}
+
+// HashesSince returns the hashes of the changes that are not ancestors of
+// heads (nor in heads), in causal order. Hashes d does not know are ignored,
+// so the result may include changes the holder of heads has.
+func (d *Doc) HashesSince(heads []Hash) ([]Hash, error) {
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	var out []Hash
+	err := guard(ErrCorrupt, "changes", func() error {
+		known := make([]automerge.ChangeHash, 0, len(heads))
+		for _, h := range heads {
+			if d.hasChange(automerge.ChangeHash(h)) {
+				known = append(known, automerge.ChangeHash(h))
+			}
+		}
+		if len(known) == 0 && len(heads) > 0 {
+			// Nothing in common that we can name: everything is "since".
+			known = nil
+		}
+		cs, err := d.am.Changes(known...)
+		if err != nil {
+			return err
+		}
+		out = make([]Hash, len(cs))
+		for i, c := range cs {
+			out[i] = Hash(c.Hash())
+		}
+		return nil
+	})
+	return out, err
+}
+
+// HasChange reports whether h is a change of the document.
+func (d *Doc) HasChange(h Hash) bool { return d.hasChange(automerge.ChangeHash(h)) }
