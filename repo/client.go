@@ -51,6 +51,7 @@ type Connection struct {
 	done   chan struct{}
 
 	mu        sync.Mutex
+	dialing   bool
 	connected bool
 	serverID  string
 	lastErr   error
@@ -63,6 +64,9 @@ func (r *Repo) ConnectLoop(dial DialFunc, cfg ReconnectConfig) *Connection {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Connection{r: r, dial: dial, cfg: cfg, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{})}
+	r.connMu.Lock()
+	r.conns[c] = struct{}{}
+	r.connMu.Unlock()
 	go c.loop(ctx)
 	return c
 }
@@ -70,6 +74,7 @@ func (r *Repo) ConnectLoop(dial DialFunc, cfg ReconnectConfig) *Connection {
 func (c *Connection) setState(connected bool, serverID string, err error) {
 	c.mu.Lock()
 	c.connected = connected
+	c.dialing = false
 	if serverID != "" {
 		c.serverID = serverID
 	}
@@ -79,6 +84,14 @@ func (c *Connection) setState(connected bool, serverID string, err error) {
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
+	c.r.connectionChanged()
+}
+
+func (c *Connection) setDialing() {
+	c.mu.Lock()
+	c.dialing = true
+	c.mu.Unlock()
+	c.r.connectionChanged()
 }
 
 // Connected reports whether the handshake with the server is done.
@@ -125,6 +138,10 @@ func (c *Connection) WaitConnected(ctx context.Context) error {
 func (c *Connection) Close() {
 	c.cancel()
 	<-c.done
+	c.r.connMu.Lock()
+	delete(c.r.conns, c)
+	c.r.connMu.Unlock()
+	c.r.connectionChanged()
 }
 
 func (c *Connection) loop(ctx context.Context) {
@@ -158,6 +175,7 @@ func (c *Connection) loop(ctx context.Context) {
 }
 
 func (c *Connection) once(ctx context.Context) error {
+	c.setDialing()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := c.dial(dctx)
 	cancel()
@@ -165,4 +183,22 @@ func (c *Connection) once(ctx context.Context) error {
 		return fmt.Errorf("repo: dial: %w", err)
 	}
 	return c.r.Connect(ctx, conn, func(server string) { c.setState(true, server, nil) })
+}
+
+// connectionChanged refreshes every live document's status after the
+// connection state moved.
+func (r *Repo) connectionChanged() {
+	r.mu.Lock()
+	owners := make([]*owner, 0, len(r.docs))
+	for _, o := range r.docs {
+		owners = append(owners, o)
+	}
+	r.mu.Unlock()
+	for _, o := range owners {
+		select {
+		case o.inbox <- func(o *owner) { o.statusDirty = true }:
+		default: // a busy owner publishes soon anyway
+		}
+	}
+	r.statusChanged()
 }

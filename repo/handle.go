@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/tandemsync/tandem/crdt"
 )
@@ -12,8 +13,9 @@ import (
 // concurrent use, and stays valid while the document is evicted from memory
 // and loaded again.
 type DocHandle struct {
-	repo *Repo
-	id   crdt.DocumentID
+	repo     *Repo
+	id       crdt.DocumentID
+	coalesce time.Duration // see WithCoalesce
 }
 
 // ID is the document's id.
@@ -55,6 +57,13 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 	var res ChangeResult
 	reply := make(chan error, 1)
 	err = o.send(ctx, func(o *owner) {
+		if h.coalesce > 0 {
+			err := o.changeCoalesced(fn, co.message, h.coalesce)
+			res = ChangeResult{}
+			reply <- err
+			return
+		}
+		o.settle()
 		if err := o.load(); err != nil {
 			reply <- err
 			return
@@ -70,21 +79,16 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 			reply <- err
 			return
 		}
-		info, ok, err := o.doc.Commit(co.message)
-		o.mutated()
+		r, err := o.commitLocal(co.message)
 		if err != nil {
 			reply <- err
 			return
 		}
-		if !ok {
-			res.Heads = o.heads()
+		res = r
+		if !r.Changed {
 			reply <- nil
 			return
 		}
-		res = ChangeResult{Changed: true, Hash: info.Hash, Heads: o.heads(), Paths: info.Paths}
-		o.pending = append(o.pending, info.Bytes)
-		o.changed = true
-		o.events = append(o.events, Event{DocumentID: o.id, Paths: info.Paths, Local: true, Hash: info.Hash})
 		o.afterFlush(func(err error) { reply <- err })
 	})
 	if err != nil {
@@ -117,6 +121,7 @@ func (h *DocHandle) Read(ctx context.Context, fn func(*crdt.Doc) error) error {
 	}
 	defer h.repo.release(o)
 	return o.do(ctx, func(o *owner) error {
+		o.settle()
 		if err := o.flush(); err != nil {
 			return err
 		}
@@ -193,6 +198,9 @@ type Event struct {
 	Local      bool        // made through this repo's DocHandle.Change
 	Remote     bool        // arrived from a sync peer
 	Hash       crdt.Hash   // the change, for local changes
+	Confirmed  []crdt.Hash // local changes the server just confirmed
+	Conflict   *Conflict   // a concurrent remote write to a path a local change wrote
+	RolledBack []crdt.Hash // pending changes discarded by Rollback
 }
 
 // maxQueuedEvents bounds a subscription's backlog; a subscriber that falls

@@ -35,6 +35,11 @@ type PeerConfig struct {
 	// MaxDocuments bounds how many documents one connection may sync.
 	// Default 10000.
 	MaxDocuments int
+	// SyncInterval is the least time between two rounds of sync messages
+	// to one peer: a change after a quiet period leaves at once, later ones
+	// are batched to one message per document per interval. Default 10ms;
+	// negative: no throttle.
+	SyncInterval time.Duration
 	// OutboxSize bounds queued control messages (ephemeral relays,
 	// doc-unavailable, errors) per peer; ephemeral messages beyond it are
 	// dropped. Default 1024.
@@ -56,6 +61,9 @@ func (c *PeerConfig) setDefaults() {
 	}
 	if c.OutboxSize <= 0 {
 		c.OutboxSize = 1024
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = 10 * time.Millisecond
 	}
 }
 

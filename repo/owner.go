@@ -42,9 +42,20 @@ type owner struct {
 	dirtyPeers   map[*peer]struct{} // peers to answer after the next flush
 	changed      bool               // heads moved since the last flush
 	findWaiters  []chan error       // FindRemote calls waiting for content
-	headsCache   []crdt.Hash        // valid while headsValid; saves cgo calls
-	headsValid   bool
-	stopOnce     bool
+	// client side: local changes the server has not confirmed (see pending.go)
+	local         []localChange
+	recent        []localChange // confirmed within ConflictWindow
+	serverHeads   []crdt.Hash   // heads the server last advertised
+	lastConfirmed time.Time
+	statusDirty   bool
+	confirmDirty  bool
+	syncWaiters   []chan struct{}
+	conflictSeen  map[string]bool // local change + path already reported
+	coalesce      coalesceState
+
+	headsCache []crdt.Hash // valid while headsValid; saves cgo calls
+	headsValid bool
+	stopOnce   bool
 }
 
 // heads returns the document's heads, cached until the next mutation.
@@ -149,10 +160,16 @@ func (o *owner) run() {
 			}
 			clear(batch)
 			_ = o.flush()
+			o.publishStatus()
 			o.maybeCompact()
 			idle.Reset(o.repo.cfg.IdleTimeout)
+		case <-o.coalesce.timerC():
+			o.mutated()
+			o.settle()
+			_ = o.flush()
+			o.publishStatus()
 		case <-idle.C:
-			if o.repo.tryEvict(o) {
+			if !o.coalesce.active() && o.repo.tryEvict(o) {
 				o.shutdown()
 				return
 			}
@@ -169,7 +186,9 @@ func (o *owner) run() {
 				}
 				break
 			}
+			o.settle()
 			_ = o.flush()
+			o.publishStatus()
 			o.repo.forget(o)
 			o.shutdown()
 			return
@@ -225,6 +244,12 @@ func (o *owner) load() error {
 	o.mutated()
 	o.doc = doc
 	o.stored = true
+	if actor, err := o.repo.actorID(context.Background()); err == nil {
+		if err := doc.SetActorID(actor); err != nil {
+			o.repo.log.Warn("cannot set actor", "doc", o.id, "err", err)
+		}
+	}
+	o.restorePending()
 	return nil
 }
 
@@ -246,6 +271,10 @@ func (o *owner) markRemoteBefore() {
 // subscribers and peers. Nothing is shown to anyone before it is durable.
 func (o *owner) flush() error {
 	var err error
+	if len(o.pending) > 0 && len(o.local) > 0 {
+		// Durably note the document before its first offline edit.
+		o.repo.markUnsynced(o.id, true)
+	}
 	if len(o.pending) > 0 {
 		size := 0
 		for _, p := range o.pending {
@@ -308,7 +337,7 @@ func (o *owner) flush() error {
 
 // maybeCompact replaces the chunks with one snapshot once they outgrow it.
 func (o *owner) maybeCompact() {
-	if o.doc == nil || o.lastSeq == 0 {
+	if o.doc == nil || o.lastSeq == 0 || o.coalesce.active() {
 		return
 	}
 	if o.chunkBytes < o.repo.cfg.CompactMinBytes || o.chunkBytes <= o.snapshotSize {
@@ -326,6 +355,7 @@ func (o *owner) maybeCompact() {
 }
 
 func (o *owner) deleteDoc(ctx context.Context) error {
+	o.settle()
 	if err := o.flush(); err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ func (o *owner) peerDoc(p *peer) *peerDoc {
 // receiveSync applies a sync or request message from p.
 func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	log := o.repo.log
+	o.settle()
 	if o.deleted && !isRequest {
 		// A peer pushes a document deleted here: it comes back, as with
 		// the reference server.
@@ -53,6 +54,7 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	}
 	pd := o.peerDoc(p)
 	o.markRemoteBefore()
+	probe := o.probeConflicts()
 	res, err := pd.ss.Receive(data)
 	o.mutated()
 	if err != nil {
@@ -62,11 +64,15 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	}
 	pd.theirHeads = res.Heads
 	pd.unavailable = false
+	if p.upstream() {
+		o.confirm(res.Heads)
+	}
 	if res.NChanges > 0 && len(res.Changes) > 0 {
 		o.pending = append(o.pending, res.Changes)
 	}
 	if res.Changed {
 		o.changed = true
+		o.detectConflicts(probe, res.Heads)
 	}
 	o.dirtyPeers[p] = struct{}{}
 }
@@ -76,6 +82,7 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, error) {
 	var out []transport.Message
 	err := o.do(ctx, func(o *owner) error {
+		o.settle()
 		if err := o.flush(); err != nil {
 			return err
 		}
@@ -131,7 +138,10 @@ func (o *owner) peerUnavailable(p *peer) {
 	o.checkUnavailable()
 }
 
-func (o *owner) peerGone(p *peer) { o.checkUnavailable() }
+func (o *owner) peerGone(p *peer) {
+	o.statusDirty = true
+	o.checkUnavailable()
+}
 
 // checkUnavailable fails pending remote finds once every peer said no.
 func (o *owner) checkUnavailable() {

@@ -236,6 +236,10 @@ func (p *peer) run(ctx context.Context) error {
 		}
 	}
 	n.r.mu.Unlock()
+	if p.upstream() {
+		// Offline edits, possibly from an earlier process.
+		live = append(live, n.r.Unsynced()...)
+	}
 	for _, id := range live {
 		if n.r.cfg.Share.Announce(p.id, id) {
 			_ = p.attach(id, false)
@@ -310,6 +314,10 @@ func (p *peer) handle(ctx context.Context, m transport.Message) error {
 		p.sendError(fmt.Sprintf("invalid %s message: %v", m.Type, err))
 		return nil
 	}
+	if m.Type == transport.TypeJoin {
+		p.sendError("already joined")
+		return fmt.Errorf("%w: second join", ErrProtocol)
+	}
 	// On an accepted connection every message must come from the joined
 	// peer. A server we dialled relays other peers' ephemeral messages
 	// with their original senderId.
@@ -350,9 +358,6 @@ func (p *peer) handle(ctx context.Context, m transport.Message) error {
 		return nil
 	case transport.TypeEphemeral:
 		return p.ephemeral(m)
-	case transport.TypeJoin:
-		p.sendError("already joined")
-		return fmt.Errorf("%w: second join", ErrProtocol)
 	case transport.TypePeer, transport.TypeLeave, transport.TypeRemoteSubscriptionChange, transport.TypeRemoteHeadsChanged:
 		return nil
 	case transport.TypeError:
@@ -422,12 +427,27 @@ func (p *peer) writeLoop() {
 		case <-ctx.Done():
 		}
 	}()
+	interval := p.n.cfg.SyncInterval
+	var last time.Time
 	for {
 		select {
 		case <-p.stopc:
 			return
 		case <-p.signal:
 		}
+		// Leading-edge throttle: an isolated change goes out at once; under
+		// load, changes arriving within SyncInterval of the last round
+		// wait for its end and leave together, in one message per document.
+		if wait := interval - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-p.stopc:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
 		for {
 			p.mu.Lock()
 			out := p.outbox

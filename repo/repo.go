@@ -42,6 +42,13 @@ type Config struct {
 	// Peers bounds what each connection may do (defaults documented on
 	// PeerConfig).
 	Peers PeerConfig
+	// ActorID is the Automerge actor every local change is made as.
+	// Default: one generated once per store and kept in it.
+	ActorID string
+	// ConflictWindow: a remote change that concurrently wrote a path a
+	// local change wrote raises a conflict event if the local change is
+	// pending or was confirmed at most this long ago. Default 30s.
+	ConflictWindow time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -61,6 +68,9 @@ func (c *Config) setDefaults() {
 		c.Share = ServerSharePolicy{}
 	}
 	c.Peers.setDefaults()
+	if c.ConflictWindow == 0 {
+		c.ConflictWindow = 30 * time.Second
+	}
 }
 
 func (c *Config) validate() error {
@@ -91,6 +101,10 @@ type Repo struct {
 	wg     sync.WaitGroup // owner goroutines
 
 	net *network
+
+	client clientState
+	connMu sync.Mutex
+	conns  map[*Connection]struct{}
 }
 
 // DocInfo describes a stored document without loading it.
@@ -115,6 +129,7 @@ func New(cfg Config) (*Repo, error) {
 		store: cfg.Store,
 		docs:  make(map[crdt.DocumentID]*owner),
 		open:  make(map[crdt.DocumentID]struct{}),
+		conns: make(map[*Connection]struct{}),
 	}
 	r.net = newNetwork(r)
 	return r, nil
@@ -149,6 +164,11 @@ func (r *Repo) Import(ctx context.Context, data []byte) (*DocHandle, error) {
 
 func (r *Repo) createDoc(ctx context.Context, doc *crdt.Doc) (*DocHandle, error) {
 	id := crdt.NewDocumentID()
+	if r.cfg.Share.Announce("", id) {
+		// A client: the new document must reach the server even if
+		// this process stops before it connects.
+		r.markUnsynced(id, true)
+	}
 	if _, err := r.store.Append(ctx, string(id), doc.Save(), hexHeads(doc.Heads())); err != nil {
 		return nil, fmt.Errorf("repo: store new document: %w", err)
 	}
