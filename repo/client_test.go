@@ -397,3 +397,37 @@ func TestCoalesce(t *testing.T) {
 	}
 	t.Logf("1000 updates made %d changes", made)
 }
+
+func TestSecondProcessSeesSynced(t *testing.T) {
+	ctx := ctxT(t)
+	srv := startLoopServer(t, t.TempDir(), "127.0.0.1:0")
+	dir := t.TempDir()
+	cs := openBadger(t, dir)
+	c := newClient(t, cs, srv.url())
+	h, err := c.r.CreateJSON(ctx, []byte(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Set(ctx, "/a", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	cs.Close()
+
+	cs = openBadger(t, dir)
+	defer cs.Close()
+	c = newClient(t, cs, srv.url())
+	h, err = c.r.Find(ctx, h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := h.WaitSynced(wctx); err != nil {
+		st, _ := h.SyncStatus(ctx)
+		t.Fatalf("second process: %v; status %+v", err, st)
+	}
+}

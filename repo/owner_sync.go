@@ -16,6 +16,7 @@ type peerDoc struct {
 	request     bool // our next message is a "request": we lack the document
 	unavailable bool // the peer said doc-unavailable
 	theirHeads  []crdt.Hash
+	sent        bool // a message went to this peer
 }
 
 func (o *owner) peerDoc(p *peer) *peerDoc {
@@ -94,9 +95,18 @@ func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, err
 			return nil
 		}
 		msg, ok := pd.ss.Generate()
+		if !ok && !pd.sent && !pd.request {
+			// Automerge says nothing to a peer that is already in sync,
+			// so the peer would never learn our heads (and a client could
+			// not tell that its changes are confirmed). Answer once with
+			// a first message from a fresh session, which always carries
+			// our heads; our real session is not affected.
+			msg, ok = crdt.NewSyncState(o.doc).Generate()
+		}
 		if !ok {
 			return nil
 		}
+		pd.sent = true
 		typ := transport.TypeSync
 		if pd.request && len(o.doc.Heads()) == 0 {
 			typ = transport.TypeRequest

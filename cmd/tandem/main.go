@@ -17,6 +17,8 @@ const usage = `tandem: a real-time collaborative state engine on Automerge.
 Usage:
   tandem serve [--addr 127.0.0.1:7070] [--data ./tandem-data]   run the sync server
   tandem doc COMMAND [flags] [args]                              work on a local store
+  tandem sync --server ws://HOST:PORT/sync [--data DIR] [--once] [--timeout 30s] [URL...]
+                                                                 sync a local store with a server
 
 Document commands (all take --data DIR, default ./tandem-data):
   doc new [--json JSON|@FILE]        create a document, print its URL
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runDoc(ctx, args[1:], stdin, stdout, stderr)
 	case "serve":
 		err = runServe(ctx, args[1:], stdout, stderr)
+	case "sync":
+		err = runSync(ctx, args[1:], stdout, stderr)
 	default:
 		err = fmt.Errorf("%w: unknown command %q (see tandem --help)", errUsage, args[0])
 	}
