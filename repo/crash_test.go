@@ -16,6 +16,8 @@ import (
 	"github.com/tandemsync/tandem/crdt"
 	badgerstore "github.com/tandemsync/tandem/persistence/badger"
 	"github.com/tandemsync/tandem/repo"
+	"github.com/tandemsync/tandem/transport"
+	"github.com/tandemsync/tandem/transport/ws"
 )
 
 // The crash test re-runs this test binary as a child that writes through
@@ -26,11 +28,72 @@ const (
 	envCrashRound = "TANDEM_CRASH_CHILD_ROUND"
 )
 
+const (
+	envClientChild = "TANDEM_CLIENT_CHILD_MODE" // write or push
+	envClientDir   = "TANDEM_CLIENT_CHILD_DIR"
+	envClientURL   = "TANDEM_CLIENT_CHILD_SERVER"
+)
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(envCrashChild); dir != "" {
 		os.Exit(crashChild(dir, os.Getenv(envCrashDoc), os.Getenv(envCrashRound)))
 	}
+	if mode := os.Getenv(envClientChild); mode != "" {
+		os.Exit(clientChild(mode, os.Getenv(envClientDir), os.Getenv(envClientURL)))
+	}
 	os.Exit(m.Run())
+}
+
+// clientChild is a client process. "write": create a document and make
+// changes while the server is unreachable, printing "doc URL" and then
+// "ok I" once each change is durable locally. "push": start again on the
+// same store and print "synced" once the server confirmed everything.
+func clientChild(mode, dir, serverURL string) int {
+	ctx := context.Background()
+	store, err := badgerstore.Open(badgerstore.DefaultConfig(dir))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		return 3
+	}
+	r, err := repo.New(repo.Config{Store: store, Share: repo.ClientSharePolicy{}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "repo:", err)
+		return 3
+	}
+	conn := r.ConnectLoop(func(ctx context.Context) (transport.Conn, error) {
+		return ws.Dial(ctx, serverURL, ws.Config{})
+	}, repo.ReconnectConfig{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	defer conn.Close()
+	out := bufio.NewWriter(os.Stdout)
+	switch mode {
+	case "write":
+		h, err := r.CreateJSON(ctx, []byte(`{"k":{}}`))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "create:", err)
+			return 3
+		}
+		fmt.Fprintf(out, "doc %s\n", h.URL())
+		out.Flush()
+		for i := range 100000 {
+			if _, err := h.Set(ctx, "/k/"+strconv.Itoa(i), i); err != nil {
+				fmt.Fprintln(os.Stderr, "set:", err)
+				return 3
+			}
+			fmt.Fprintf(out, "ok %d\n", i)
+			out.Flush()
+		}
+	case "push":
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		r.WatchStatus(wctx, func(st repo.RepoStatus) {
+			if st.State == repo.StateSynced && st.Unsynced == 0 && st.Pending == 0 {
+				fmt.Fprintln(out, "synced")
+				out.Flush()
+				cancel()
+			}
+		})
+	}
+	return 0
 }
 
 // crashChild writes changes to one document and, for each, prints
@@ -188,5 +251,89 @@ func TestCrashSafetySIGKILL(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestClientKilledOfflineRestartsAndPushes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	ctx := ctxT(t)
+	addr := freeAddr(t)
+	url := "ws://" + addr + "/sync"
+	dir := t.TempDir()
+
+	// 1. Offline edits, then SIGKILL.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envClientChild+"=write", envClientDir+"="+dir, envClientURL+"="+url)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	docURL, acked := "", -1
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == "doc" {
+			docURL = f[1]
+		}
+		if len(f) == 2 && f[0] == "ok" {
+			acked, _ = strconv.Atoi(f[1])
+			if acked >= 24 {
+				break
+			}
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	if docURL == "" || acked < 24 {
+		t.Fatalf("writer stopped early (doc %q, acked %d): %s", docURL, acked, stderr.String())
+	}
+
+	// 2. The server comes up; the restarted client pushes.
+	srv := startLoopServer(t, t.TempDir(), addr)
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envClientChild+"=push", envClientDir+"="+dir, envClientURL+"="+url)
+	var perr strings.Builder
+	cmd.Stderr = &perr
+	b, err := cmd.Output()
+	if err != nil || !strings.Contains(string(b), "synced") {
+		t.Fatalf("push run: %v, printed %q\n%s", err, b, perr.String())
+	}
+
+	// 3. Nothing lost, nothing duplicated.
+	h, err := srv.r.FindURL(ctx, docURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.Get(ctx, "/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(map[string]any)
+	for i := 0; i <= acked; i++ {
+		if fmt.Sprint(m[strconv.Itoa(i)]) != strconv.Itoa(i) {
+			t.Fatalf("acknowledged change %d missing on the server: %v", i, m)
+		}
+	}
+	hist, err := h.History(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, c := range hist {
+		k := c.Actor + "/" + strconv.FormatUint(c.Seq, 10)
+		if seen[k] {
+			t.Fatalf("duplicate change %s", k)
+		}
+		seen[k] = true
+	}
+	if len(hist) != len(m)+1 {
+		t.Fatalf("%d changes for %d keys: duplicates or strays", len(hist), len(m))
 	}
 }

@@ -170,7 +170,6 @@ func (o *owner) publishStatus() {
 		}
 		o.syncWaiters = nil
 	}
-	o.repo.setDocStatus(o.id, st)
 	if o.confirmDirty && o.serverHeads != nil {
 		o.confirmDirty = false
 		o.repo.saveConfirmed(o.id, o.serverHeads)
@@ -180,6 +179,7 @@ func (o *owner) publishStatus() {
 	} else if st.State == StateSynced {
 		o.repo.markUnsynced(o.id, false)
 	}
+	o.repo.setDocStatus(o.id, st)
 }
 
 // ---------------------------------------------------------------- repo side
@@ -318,6 +318,7 @@ func (r *Repo) markUnsynced(id crdt.DocumentID, on bool) {
 	if err := r.store.PutValue(context.Background(), unsyncedKey, b); err != nil {
 		r.log.Warn("cannot record unsynced documents", "err", err)
 	}
+	r.statusChanged()
 }
 
 func (r *Repo) saveConfirmed(id crdt.DocumentID, heads []crdt.Hash) {
