@@ -35,10 +35,12 @@ type PeerConfig struct {
 	// MaxDocuments bounds how many documents one connection may sync.
 	// Default 10000.
 	MaxDocuments int
-	// SyncInterval is the least time between two rounds of sync messages
-	// to one peer: a change after a quiet period leaves at once, later ones
-	// are batched to one message per document per interval. Default 10ms;
-	// negative: no throttle.
+	// SyncInterval, if positive, is the least time between two rounds of
+	// sync messages to one peer: a change after a quiet period leaves at
+	// once, later ones within the interval leave together at its end. It
+	// trades latency for fewer messages (the JavaScript client uses 100ms).
+	// Default 0: no throttle; a peer's writer still batches whatever
+	// accumulated while it was busy writing.
 	SyncInterval time.Duration
 	// OutboxSize bounds queued control messages (ephemeral relays,
 	// doc-unavailable, errors) per peer; ephemeral messages beyond it are
@@ -62,9 +64,7 @@ func (c *PeerConfig) setDefaults() {
 	if c.OutboxSize <= 0 {
 		c.OutboxSize = 1024
 	}
-	if c.SyncInterval == 0 {
-		c.SyncInterval = 10 * time.Millisecond
-	}
+
 }
 
 // netStats counts traffic; read with Repo.Stats.
