@@ -174,60 +174,69 @@ func (o *owner) probeConflicts() *conflictProbe {
 }
 
 // detectConflicts emits one Conflict event per (local change, path) that a
-// remote message, whose sender had theirHeads, wrote concurrently.
-func (o *owner) detectConflicts(pr *conflictProbe, theirHeads []crdt.Hash) {
-	if pr == nil || len(theirHeads) == 0 {
+// just-applied remote change wrote concurrently. The remote side is each
+// head of the merged document that is not a local change and does not
+// descend from the local change: the state at that head is what the remote
+// writer saw and wrote.
+func (o *owner) detectConflicts(pr *conflictProbe) {
+	if pr == nil {
 		return
 	}
-	for _, h := range theirHeads {
-		if !o.doc.HasChange(h) {
-			return // not all applied yet; a later message will tell
-		}
-	}
-	since, err := o.doc.HashesSince(theirHeads)
-	if err != nil {
-		return
-	}
-	unseen := make(map[crdt.Hash]bool, len(since))
-	for _, h := range since {
-		unseen[h] = true
-	}
-	var remote *crdt.Doc
-	reported := map[string]bool{}
+	mine := map[crdt.Hash]bool{}
 	for _, set := range [][]localChange{o.recent, o.local} {
 		for _, l := range set {
-			if !unseen[l.hash] || len(l.paths) == 0 || l.base == nil {
-				continue // the remote side had seen it: not concurrent
-			}
-			if remote == nil {
-				if remote, err = o.doc.ForkAt(theirHeads); err != nil {
-					return
+			mine[l.hash] = true
+		}
+	}
+	reported := map[string]bool{}
+	for _, head := range o.heads() {
+		if mine[head] {
+			continue
+		}
+		since, err := o.doc.HashesSince([]crdt.Hash{head})
+		if err != nil {
+			return
+		}
+		unseen := make(map[crdt.Hash]bool, len(since))
+		for _, h := range since {
+			unseen[h] = true
+		}
+		var remote *crdt.Doc
+		for _, set := range [][]localChange{o.recent, o.local} {
+			for _, l := range set {
+				if !unseen[l.hash] || len(l.paths) == 0 || l.base == nil {
+					continue // the remote writer had seen it: not concurrent
 				}
-			}
-			base, err := o.doc.ForkAt(l.base)
-			if err != nil {
-				continue
-			}
-			for _, p := range l.paths {
-				key := l.hash.String() + p
-				if reported[p] || o.conflictSeen[key] {
+				if remote == nil {
+					if remote, err = o.doc.ForkAt([]crdt.Hash{head}); err != nil {
+						return
+					}
+				}
+				base, err := o.doc.ForkAt(l.base)
+				if err != nil {
 					continue
 				}
-				rv, rerr := remote.Get(p)
-				bv, berr := base.Get(p)
-				if (rerr != nil) == (berr != nil) && reflect.DeepEqual(rv, bv) {
-					continue // the remote side did not write p
+				for _, p := range l.paths {
+					key := l.hash.String() + p
+					if reported[p] || o.conflictSeen[key] {
+						continue
+					}
+					rv, rerr := remote.Get(p)
+					bv, berr := base.Get(p)
+					if (rerr != nil) == (berr != nil) && reflect.DeepEqual(rv, bv) {
+						continue // the remote side did not write p
+					}
+					winner, _ := o.doc.Get(p)
+					reported[p] = true
+					if o.conflictSeen == nil {
+						o.conflictSeen = map[string]bool{}
+					}
+					o.conflictSeen[key] = true
+					o.events = append(o.events, Event{DocumentID: o.id, Remote: true, Conflict: &Conflict{
+						Path: p, Local: pr.before[p], Remote: rv, Winner: winner,
+						LocalChange: l.hash, RemoteHeads: []crdt.Hash{head},
+					}})
 				}
-				winner, _ := o.doc.Get(p)
-				reported[p] = true
-				if o.conflictSeen == nil {
-					o.conflictSeen = map[string]bool{}
-				}
-				o.conflictSeen[key] = true
-				o.events = append(o.events, Event{DocumentID: o.id, Remote: true, Conflict: &Conflict{
-					Path: p, Local: pr.before[p], Remote: rv, Winner: winner,
-					LocalChange: l.hash, RemoteHeads: slices.Clone(theirHeads),
-				}})
 			}
 		}
 	}
@@ -243,37 +252,7 @@ func (o *owner) detectConflicts(pr *conflictProbe, theirHeads []crdt.Hash) {
 // that restores those values, which subscribers see like any change.
 // Rolling back a confirmed change fails with ErrConfirmed.
 func (h *DocHandle) Rollback(ctx context.Context, changes ...crdt.Hash) (ChangeResult, error) {
-	o, err := h.repo.acquire(h.id)
-	if err != nil {
-		return ChangeResult{}, err
-	}
-	defer h.repo.release(o)
-	var res ChangeResult
-	reply := make(chan error, 1)
-	err = o.send(ctx, func(o *owner) {
-		r, err := o.rollback(changes)
-		if err != nil {
-			reply <- err
-			return
-		}
-		res = r
-		if !r.Changed {
-			reply <- nil
-			return
-		}
-		o.afterFlush(func(err error) { reply <- err })
-	})
-	if err != nil {
-		return ChangeResult{}, err
-	}
-	select {
-	case err = <-reply:
-	case <-o.done:
-		return ChangeResult{}, ErrClosed
-	case <-ctx.Done():
-		return ChangeResult{}, ctx.Err()
-	}
-	return res, err
+	return h.durableChange(ctx, func(o *owner) (ChangeResult, error) { return o.rollback(changes) })
 }
 
 func (o *owner) rollback(changes []crdt.Hash) (ChangeResult, error) {

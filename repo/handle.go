@@ -49,24 +49,13 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 	for _, opt := range opts {
 		opt(&co)
 	}
-	o, err := h.repo.acquire(h.id)
-	if err != nil {
-		return ChangeResult{}, err
-	}
-	defer h.repo.release(o)
-	var res ChangeResult
-	reply := make(chan error, 1)
-	err = o.send(ctx, func(o *owner) {
+	return h.durableChange(ctx, func(o *owner) (ChangeResult, error) {
 		if h.coalesce > 0 {
-			err := o.changeCoalesced(fn, co.message, h.coalesce)
-			res = ChangeResult{}
-			reply <- err
-			return
+			return ChangeResult{}, o.changeCoalesced(fn, co.message, h.coalesce)
 		}
 		o.settle()
 		if err := o.load(); err != nil {
-			reply <- err
-			return
+			return ChangeResult{}, err
 		}
 		if err := fn(o.doc); err != nil {
 			o.mutated()
@@ -76,17 +65,27 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 					o.doc = nil // reload from the store next time
 				}
 			}
-			reply <- err
-			return
+			return ChangeResult{}, err
 		}
-		r, err := o.commitLocal(co.message)
-		if err != nil {
-			reply <- err
-			return
-		}
+		return o.commitLocal(co.message)
+	})
+}
+
+// durableChange runs f on the owner goroutine and, when f made a change,
+// waits until it is persisted.
+func (h *DocHandle) durableChange(ctx context.Context, f func(o *owner) (ChangeResult, error)) (ChangeResult, error) {
+	o, err := h.repo.acquire(h.id)
+	if err != nil {
+		return ChangeResult{}, err
+	}
+	defer h.repo.release(o)
+	var res ChangeResult
+	reply := make(chan error, 1)
+	err = o.send(ctx, func(o *owner) {
+		r, err := f(o)
 		res = r
-		if !r.Changed {
-			reply <- nil
+		if err != nil || !r.Changed {
+			reply <- err
 			return
 		}
 		o.afterFlush(func(err error) { reply <- err })

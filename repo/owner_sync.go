@@ -73,7 +73,7 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	}
 	if res.Changed {
 		o.changed = true
-		o.detectConflicts(probe, res.Heads)
+		o.detectConflicts(probe)
 	}
 	o.dirtyPeers[p] = struct{}{}
 }
