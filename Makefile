@@ -3,7 +3,7 @@ GO ?= go
 NPM_DIR := interop/js
 BIN := bin/tandem
 
-.PHONY: test deps node-deps vet go-test js-test build bench clean
+.PHONY: test deps node-deps vet go-test js-test build bench bench-compare clean
 
 test: deps vet go-test js-test
 
@@ -32,6 +32,14 @@ js-test: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...
+
+# Tandem against the reference automerge-repo sync server (bench/reference),
+# same scenarios, same Go client, in alternation; writes bench/RESULTS.md.
+bench-compare: build
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm)
+	npm ci --prefix bench/reference --no-audit --no-fund
+	$(GO) run ./bench/compare --tandem $(BIN) --reference bench/reference --out bench/RESULTS.md
 
 clean:
 	rm -rf bin

@@ -51,6 +51,8 @@ type owner struct {
 	confirmDirty  bool
 	syncWaiters   []chan struct{}
 	conflictSeen  map[string]bool // local change + path already reported
+	probe         *conflictProbe  // values before this batch's remote changes
+	remoteArrived bool            // remote changes applied since the last flush
 	coalesce      coalesceState
 
 	headsCache []crdt.Hash // valid while headsValid; saves cgo calls
@@ -311,6 +313,10 @@ func (o *owner) flush() error {
 	if err != nil {
 		return err
 	}
+	if o.remoteArrived && o.probe != nil {
+		o.detectConflicts(o.probe)
+	}
+	o.probe, o.remoteArrived = nil, false
 	if o.before != nil {
 		after, gerr := o.doc.Get("")
 		if gerr == nil {

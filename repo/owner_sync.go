@@ -55,7 +55,10 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	}
 	pd := o.peerDoc(p)
 	o.markRemoteBefore()
-	probe := o.probeConflicts()
+	if o.probe == nil && len(o.subs) > 0 && o.repo.cfg.ConflictWindow > 0 {
+		// Conflicts are only for subscribers; checked once per batch.
+		o.probe = o.probeConflicts()
+	}
 	res, err := pd.ss.Receive(data)
 	o.mutated()
 	if err != nil {
@@ -73,7 +76,7 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	}
 	if res.Changed {
 		o.changed = true
-		o.detectConflicts(probe)
+		o.remoteArrived = true
 	}
 	o.dirtyPeers[p] = struct{}{}
 }

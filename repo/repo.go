@@ -46,8 +46,11 @@ type Config struct {
 	// Default: one generated once per store and kept in it.
 	ActorID string
 	// ConflictWindow: a remote change that concurrently wrote a path a
-	// local change wrote raises a conflict event if the local change is
-	// pending or was confirmed at most this long ago. Default 30s.
+	// local change wrote raises a conflict event (for subscribers) if the
+	// local change is pending or was confirmed at most this long ago.
+	// Default 30s; negative turns conflict detection off. Detection costs
+	// about one history-sized fork per batch of remote changes that meets a
+	// local change in the window (automerge-go exposes no cheaper way).
 	ConflictWindow time.Duration
 }
 

@@ -1,7 +1,18 @@
 // Package server is Tandem's network front: an HTTP server whose /sync
 // endpoint (and /, for URLs written for the Node automerge-repo sync server)
 // upgrades to WebSocket and hands each connection to a repo.Repo, which
-// speaks the automerge-repo sync protocol; /healthz reports liveness.
+// speaks the automerge-repo sync protocol; a REST JSON API under /api
+// (create, list, read, JSON Patch, history, Automerge binary download and
+// upload, delete; errors as RFC 9457 problem+json); /healthz reports
+// liveness and /readyz readiness.
+//
+// With Config.Auth set, every sync connection (?token= or Authorization:
+// Bearer) and REST request (Authorization: Bearer) needs a token from
+// package auth. The token's claims are the connection's repo.PeerAccess: a
+// document it does not cover is doc-unavailable (404 over REST), a read
+// peer's changes are rejected. A connection closes when its token expires,
+// and at once when its token id is revoked (Server.Revoke, or POST
+// /api/revocations with admin on "*").
 //
 // Shutdown is graceful: cancel the context given to Serve and the server
 // stops accepting, closes every sync connection and waits for its handlers;

@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/tandemsync/tandem/auth"
 	"github.com/tandemsync/tandem/repo"
 	"github.com/tandemsync/tandem/transport/ws"
 )
@@ -27,17 +29,50 @@ type Config struct {
 	WS ws.Config
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
+	// Auth, when set, requires a token on every sync connection and REST
+	// request (not on /healthz, /readyz and /) and limits each bearer to the
+	// documents its token covers. nil: open server.
+	Auth *auth.Authority
+	// MaxBodyBytes bounds a REST JSON body (default 8 MiB).
+	MaxBodyBytes int64
+	// MaxBinaryBytes bounds an uploaded Automerge binary (default: WS.MaxMessageSize,
+	// or 64 MiB).
+	MaxBinaryBytes int64
+	// RequestTimeout bounds one REST request's work (default 30s).
+	RequestTimeout time.Duration
 }
 
 func (c *Config) validate() error {
 	if c.Repo == nil {
 		return fmt.Errorf("%w: Repo is required", ErrInvalidConfig)
 	}
+	if c.MaxBodyBytes < 0 || c.MaxBinaryBytes < 0 || c.RequestTimeout < 0 {
+		return fmt.Errorf("%w: MaxBodyBytes, MaxBinaryBytes and RequestTimeout must not be negative", ErrInvalidConfig)
+	}
 	return nil
 }
 
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 8 << 20
+	}
+	if c.MaxBinaryBytes == 0 {
+		c.MaxBinaryBytes = c.WS.MaxMessageSize
+		if c.MaxBinaryBytes <= 0 {
+			c.MaxBinaryBytes = ws.DefaultMaxMessageSize
+		}
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+}
+
 // Server is Tandem's HTTP front: WebSocket sync at /sync (and on / for URLs
-// written for the Node sync server) and /healthz.
+// written for the Node sync server), the REST API under /api, /healthz and
+// /readyz.
 type Server struct {
 	cfg Config
 	log *slog.Logger
@@ -45,14 +80,20 @@ type Server struct {
 
 	mu      sync.Mutex
 	conns   map[*connState]struct{}
+	byJTI   map[string]map[*connState]struct{} // sync connections per token id
 	closing bool
+	serving bool
 	wg      sync.WaitGroup
 	srv     *http.Server
 	ln      net.Listener
+
+	authFailures atomic.Int64
 }
 
 type connState struct {
-	cancel context.CancelFunc
+	cancel  context.CancelFunc
+	jti     string    // token id ("" without auth)
+	expires time.Time // token expiry
 }
 
 // New makes a Server.
@@ -60,12 +101,12 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), conns: make(map[*connState]struct{})}
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), conns: make(map[*connState]struct{}), byJTI: make(map[string]map[*connState]struct{})}
 	s.mux.HandleFunc("/sync", s.handleSync)
 	s.mux.HandleFunc("/healthz", s.handleHealth)
+	s.mux.HandleFunc("/readyz", s.handleReady)
+	s.routeAPI()
 	s.mux.HandleFunc("/", s.handleRoot)
 	return s, nil
 }
@@ -79,6 +120,10 @@ func (s *Server) Connections() int {
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
+
+// AuthFailures reports how many requests and connections were refused for
+// a missing, invalid, expired or revoked token.
+func (s *Server) AuthFailures() int64 { return s.authFailures.Load() }
 
 func isUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
@@ -111,7 +156,15 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this endpoint speaks the automerge-repo WebSocket protocol", http.StatusUpgradeRequired)
 		return
 	}
+	claims, err := s.authenticate(r, true)
+	if err != nil {
+		s.authProblem(w, r, err)
+		return
+	}
 	cs := &connState{}
+	if claims != nil {
+		cs.jti, cs.expires = claims.ID, claims.Expires
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cs.cancel = cancel
 	s.mu.Lock()
@@ -131,13 +184,19 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
+	if !s.track(cs) {
+		s.authFailures.Add(1)
+		s.authProblem(w, r, auth.ErrRevoked)
+		return
+	}
+	defer s.untrack(cs)
 	conn, err := ws.Accept(w, r, s.cfg.WS)
 	if err != nil {
 		s.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	err = s.cfg.Repo.Accept(ctx, conn)
-	s.log.Debug("connection ended", "remote", r.RemoteAddr, "reason", err)
+	err = s.cfg.Repo.Accept(ctx, conn, acceptOptions(claims, "")...)
+	s.log.Debug("connection ended", "remote", r.RemoteAddr, "who", subject(claims), "reason", err)
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then shuts down
@@ -147,6 +206,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.mu.Lock()
 	s.srv, s.ln = srv, ln
+	s.serving = true
 	s.mu.Unlock()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -17,6 +17,9 @@ const usage = `tandem: a real-time collaborative state engine on Automerge.
 Usage:
   tandem serve [--addr 127.0.0.1:7070] [--data ./tandem-data]   run the sync server
   tandem doc COMMAND [flags] [args]                              work on a local store
+  tandem bench [--server URL | --spawn CMD] SCENARIO             load-test a sync server (loopback only)
+  tandem token --secret-file FILE --sub NAME --doc URL|'*' --perm read|write|admin [--ttl 1h]
+                                                                 print an access token for serve --auth-secret-file
   tandem sync --server ws://HOST:PORT/sync [--data DIR] [--once] [--timeout 30s] [URL...]
                                                                  sync a local store with a server
 
@@ -66,6 +69,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runDoc(ctx, args[1:], stdin, stdout, stderr)
 	case "serve":
 		err = runServe(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = runToken(ctx, args[1:], stdout, stderr)
 	case "sync":
 		err = runSync(ctx, args[1:], stdout, stderr)
 	default:

@@ -6,6 +6,8 @@
 // Default: the reference server in this directory (node ref-server.mjs {port} {dir}).
 // The harness picks a free loopback port itself and waits until the server
 // accepts TCP connections, so the server need not print anything.
+// A test may append arguments of its own: startServer({ extraArgs: [...] })
+// (placeholders are filled there too); other tests are unaffected.
 //
 // Every wait in here has a deadline.
 
@@ -18,6 +20,7 @@ import { fileURLToPath } from "node:url"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as Automerge from "@automerge/automerge"
 import { Repo } from "@automerge/automerge-repo"
+import { cbor } from "@automerge/automerge-repo/slim"
 import { BrowserWebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
 import { canonical } from "./json.mjs"
@@ -27,6 +30,8 @@ export const JS_DIR = join(here, "..")
 
 const DEFAULT_CMD = `${quote(process.execPath)} ${quote(join(JS_DIR, "ref-server.mjs"))} {port} {dir}`
 export const SERVER_CMD = process.env.TANDEM_SERVER_CMD || DEFAULT_CMD
+/** True when the server under test is the reference (Node) server, which has no Tandem-only features (auth, REST API). */
+export const IS_REFERENCE_SERVER = !process.env.TANDEM_SERVER_CMD || /ref-server\.mjs/.test(process.env.TANDEM_SERVER_CMD)
 export const STRICT = Boolean(process.env.TANDEM_STRICT)
 const SERVER_LOG = Boolean(process.env.TANDEM_SERVER_LOG)
 /** URL path of the sync endpoint (Tandem serves /sync; the reference server accepts any path). */
@@ -165,11 +170,12 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
 }
 
 export class Server {
-  /** @param {{port: number, dir: string, ownsDir?: boolean}} opts */
-  constructor({ port, dir, ownsDir = false }) {
+  /** @param {{port: number, dir: string, ownsDir?: boolean, extraArgs?: string[]}} opts */
+  constructor({ port, dir, ownsDir = false, extraArgs = [] }) {
     this.port = port
     this.dir = dir
     this.ownsDir = ownsDir
+    this.extraArgs = extraArgs // appended to the command template's argv
     this.proc = null
     this.log = "" // last 64 KiB of stdout+stderr, for failure messages
     this.exited = null // promise of {code, signal} for the current process
@@ -190,7 +196,9 @@ export class Server {
 
   async start(timeoutMs = 20000) {
     if (this.alive) throw new Error("server already running")
-    const [cmd, ...args] = buildArgv(SERVER_CMD, { port: this.port, dir: this.dir })
+    const vars = { port: this.port, dir: this.dir }
+    const fill = a => a.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m))
+    const [cmd, ...args] = [...buildArgv(SERVER_CMD, vars), ...this.extraArgs.map(fill)]
     // Own process group, so that stop/kill reach wrappers' children too (e.g. `go run`).
     const proc = spawn(cmd, args, { cwd: JS_DIR, detached: true, stdio: ["ignore", "pipe", "pipe"] })
     this.proc = proc
@@ -282,10 +290,13 @@ export function tempDir(prefix = "tandem-interop-") {
   return mkdtempSync(join(os.tmpdir(), prefix))
 }
 
-/** Starts the server under test on a fresh free port and (unless given) a fresh data directory. */
-export async function startServer({ dir } = {}) {
+/**
+ * Starts the server under test on a fresh free port and (unless given) a fresh
+ * data directory; extraArgs are appended to its command line.
+ */
+export async function startServer({ dir, extraArgs } = {}) {
   const port = await freePort()
-  const server = new Server({ port, dir: dir ?? tempDir("tandem-server-"), ownsDir: !dir })
+  const server = new Server({ port, dir: dir ?? tempDir("tandem-server-"), ownsDir: !dir, extraArgs })
   return server.start()
 }
 
@@ -310,6 +321,10 @@ class TestClientAdapter extends BrowserWebSocketClientAdapter {
   #closed = false
   // traffic counters (protocol messages and their `data` bytes), for diagnostics
   traffic = { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0 }
+  // `error` messages from the server (the adapter itself only logs them),
+  // collected once a test sets recordErrors (decoding costs CPU)
+  recordErrors = false
+  errors = []
   onError = () => {}
   connect(peerId, peerMetadata) {
     if (this.#closed) return
@@ -327,6 +342,12 @@ class TestClientAdapter extends BrowserWebSocketClientAdapter {
   }
   receiveMessage(messageBytes) {
     this.traffic.received++
+    if (this.recordErrors) {
+      try {
+        const m = cbor.decode(new Uint8Array(messageBytes))
+        if (m?.type === "error") this.errors.push(m)
+      } catch {}
+    }
     super.receiveMessage(messageBytes)
   }
 }

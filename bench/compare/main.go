@@ -1,0 +1,285 @@
+// Command compare runs the same loadgen scenarios, with the same Go client,
+// against `tandem serve` and the reference automerge-repo sync server
+// (bench/reference), in alternation, and writes a markdown table of both and
+// their ratios (make bench-compare).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tandemsync/tandem/loadgen"
+)
+
+// scenario is one comparison: the same config run against both servers.
+type scenario struct {
+	name string
+	cfg  loadgen.Config
+}
+
+func scenarios(quick bool) []scenario {
+	d := 10 * time.Second
+	if quick {
+		d = 3 * time.Second
+	}
+	return []scenario{
+		{"dashboard 10 clients × 2/s", loadgen.Config{Scenario: loadgen.Dashboard, Clients: 10, Rate: 2, Duration: d}},
+		{"dashboard 10 × 2/s, 10,000-change history", loadgen.Config{Scenario: loadgen.Dashboard, Clients: 10, Rate: 2, Duration: d, History: 10000}},
+		{"ramp 10 clients, ×2 per step", loadgen.Config{Scenario: loadgen.Ramp, Clients: 10, Rate: 5, RampFactor: 2, RampSteps: 8, StepDuration: d / 2, P99Bound: 250 * time.Millisecond, Drain: 5 * time.Second}},
+		{"rooms 50 × 3 clients × 1/s", loadgen.Config{Scenario: loadgen.Rooms, Docs: 50, RoomClients: 3, Rate: 1, Duration: d}},
+		{"many-docs 2,000 created, 100 loaded", loadgen.Config{Scenario: loadgen.ManyDocs, Docs: 2000, Load: 100}},
+		{"large-doc 1 MB", loadgen.Config{Scenario: loadgen.LargeDoc, SizeMB: 1}},
+	}
+}
+
+type server struct {
+	name string
+	cmd  string
+}
+
+func main() {
+	tandem := flag.String("tandem", "bin/tandem", "tandem binary")
+	ref := flag.String("reference", "bench/reference", "directory of the reference server (npm ci done)")
+	out := flag.String("out", "bench/RESULTS.md", "markdown file to write")
+	jsonDir := flag.String("json-dir", "", "also write each run's JSON here")
+	quick := flag.Bool("quick", false, "short runs (a smoke test of the comparison)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *tandem, *ref, *out, *jsonDir, *quick); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool) error {
+	tb, err := filepath.Abs(tandemBin)
+	if err != nil {
+		return err
+	}
+	rs, err := filepath.Abs(filepath.Join(refDir, "server.mjs"))
+	if err != nil {
+		return err
+	}
+	servers := []server{
+		{"Tandem", tb + " serve --addr 127.0.0.1:{port} --data {dir} --log-level warn"},
+		{"reference", "node " + rs + " {port} {dir}"},
+	}
+	type row struct {
+		s   scenario
+		res [2]*loadgen.Result
+		err [2]error
+	}
+	var rows []row
+	for i, sc := range scenarios(quick) {
+		r := row{s: sc}
+		// Alternate which server goes first.
+		order := []int{0, 1}
+		if i%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, k := range order {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(os.Stderr, "== %s: %s\n", sc.name, servers[k].name)
+			sp := &loadgen.Spawner{Command: servers[k].cmd}
+			cfg := sc.cfg
+			cfg.Spawn = sp
+			cfg.Timeout = 4 * time.Minute
+			res, err := loadgen.Run(ctx, cfg)
+			_ = sp.Close()
+			r.res[k], r.err[k] = res, err
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "   failed: %v\n", err)
+			}
+			if res != nil {
+				_ = res.WriteTable(os.Stderr)
+				if jsonDir != "" {
+					name := fmt.Sprintf("%s-%d-%s.json", cfg.Scenario, i, strings.ToLower(servers[k].name))
+					_ = res.WriteJSON(filepath.Join(jsonDir, name))
+				}
+			}
+		}
+		rows = append(rows, r)
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Tandem against the reference sync server\n\n")
+	fmt.Fprintf(&b, "Written by `make bench-compare` (bench/compare) on %s. The same load generator and Go client\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "(`loadgen`, Tandem's `repo` + `transport/ws`) drives `tandem serve` (Badger, every change fsynced\n")
+	fmt.Fprintf(&b, "before fan-out) and the reference server `bench/reference/server.mjs` (automerge-repo 2.5.6 with\n")
+	fmt.Fprintf(&b, "NodeFS storage and `ws`, automerge-repo's default settings), one after the other, each on a fresh data\n")
+	fmt.Fprintf(&b, "directory on 127.0.0.1. The clients run in the benchmark's process on the same machine, so they share its\n")
+	fmt.Fprintf(&b, "cores with the server under test. Server CPU and peak RSS come from /proc/PID/stat and /proc/PID/status.\n\n")
+	fmt.Fprintf(&b, "Machine: %s\n\n", machine())
+	fmt.Fprintf(&b, "\"×\" is how many times better Tandem is (reference ÷ Tandem for costs and latencies, Tandem ÷ reference\n")
+	fmt.Fprintf(&b, "for throughput); below 1 means the reference did better.\n\n")
+	fmt.Fprintf(&b, "| scenario | metric | Tandem | reference | × |\n|---|---|---:|---:|---:|\n")
+	for _, r := range rows {
+		for _, m := range metrics(r.s.cfg.Scenario) {
+			t, okT := m.get(r.res[0])
+			f, okR := m.get(r.res[1])
+			if !okT && !okR {
+				continue
+			}
+			cell := func(v float64, ok bool, err error) string {
+				if !ok {
+					if err != nil {
+						return "failed"
+					}
+					return "—"
+				}
+				return fmtNum(v) + m.unit
+			}
+			ratio := "—"
+			if okT && okR && t > 0 && f > 0 {
+				x := f / t
+				if m.higherBetter {
+					x = t / f
+				}
+				ratio = fmt.Sprintf("%.1f×", x)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.s.name, m.name, cell(t, okT, r.err[0]), cell(f, okR, r.err[1]), ratio)
+		}
+	}
+	b.WriteString("\nNotes from the runs:\n\n")
+	for _, r := range rows {
+		for k, name := range []string{"Tandem", "reference"} {
+			if r.err[k] != nil {
+				fmt.Fprintf(&b, "- %s, %s: failed: %v\n", r.s.name, name, r.err[k])
+			}
+			if r.res[k] == nil {
+				continue
+			}
+			for _, n := range r.res[k].Notes {
+				if strings.Contains(n, "measured only") {
+					continue
+				}
+				fmt.Fprintf(&b, "- %s, %s: %s\n", r.s.name, name, n)
+			}
+		}
+	}
+	return os.WriteFile(out, []byte(b.String()), 0o644)
+}
+
+type metric struct {
+	name         string
+	unit         string
+	higherBetter bool
+	get          func(*loadgen.Result) (float64, bool)
+}
+
+func fig(k string) func(*loadgen.Result) (float64, bool) {
+	return func(r *loadgen.Result) (float64, bool) {
+		if r == nil {
+			return 0, false
+		}
+		v, ok := r.Figures[k]
+		return v, ok
+	}
+}
+
+func field(f func(*loadgen.Result) float64) func(*loadgen.Result) (float64, bool) {
+	return func(r *loadgen.Result) (float64, bool) {
+		if r == nil {
+			return 0, false
+		}
+		v := f(r)
+		return v, v > 0
+	}
+}
+
+func metrics(s string) []metric {
+	lat := []metric{
+		{"fan-out p50", " ms", false, field(func(r *loadgen.Result) float64 { return r.Latency.P50 })},
+		{"fan-out p99", " ms", false, field(func(r *loadgen.Result) float64 { return r.Latency.P99 })},
+		{"fan-out max", " ms", false, field(func(r *loadgen.Result) float64 { return r.Latency.Max })},
+	}
+	cost := []metric{
+		{"server CPU per change", " µs", false, field(func(r *loadgen.Result) float64 { return r.CPUPerChangeUs })},
+		{"server CPU", " % of a core", false, field(func(r *loadgen.Result) float64 { return r.ServerCPUPercent })},
+		{"server peak RSS", " MB", false, field(func(r *loadgen.Result) float64 { return float64(r.PeakRSSBytes) / (1 << 20) })},
+	}
+	incomplete := metric{"changes not delivered to all", "", false, func(r *loadgen.Result) (float64, bool) {
+		if r == nil || r.Changes == 0 {
+			return 0, false
+		}
+		return float64(r.Incomplete), true
+	}}
+	switch s {
+	case loadgen.Dashboard, loadgen.Rooms:
+		ms := []metric{{"delivered changes/s", "", true, field(func(r *loadgen.Result) float64 { return r.Delivered })}}
+		return append(append(append(ms, lat...), cost...), incomplete)
+	case loadgen.Ramp:
+		return append([]metric{
+			{"saturation (changes/s to every client, p99 ≤ 250 ms)", "", true, field(func(r *loadgen.Result) float64 { return r.Saturation })},
+			{"ramp steps run", "", true, field(func(r *loadgen.Result) float64 { return float64(len(r.Steps)) })},
+		}, append(lat[:2], cost...)...)
+	case loadgen.ManyDocs:
+		return []metric{
+			{"documents created per s", "", true, fig("create_docs_per_s")},
+			{"documents loaded per s (fresh client)", "", true, fig("load_docs_per_s")},
+			{"load p99", " ms", false, fig("load_p99_ms")},
+			{"cold start: first document served", " ms", false, fig("cold_start_first_doc_ms")},
+			{"server peak RSS", " MB", false, field(func(r *loadgen.Result) float64 { return float64(r.PeakRSSBytes) / (1 << 20) })},
+		}
+	case loadgen.LargeDoc:
+		return []metric{
+			{"upload + first sync", " ms", false, fig("upload_and_first_sync_ms")},
+			{"download to a fresh client", " ms", false, fig("download_ms")},
+			{"server peak RSS", " MB", false, field(func(r *loadgen.Result) float64 { return float64(r.PeakRSSBytes) / (1 << 20) })},
+		}
+	}
+	return nil
+}
+
+func fmtNum(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf(", %.0f GB RAM", float64(kb)/(1<<20))
+		}
+	}
+	kernel := ""
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = ", Linux " + strings.TrimSpace(string(b))
+	}
+	node := "node ?"
+	if o, err := exec.Command("node", "--version").Output(); err == nil {
+		node = "node " + strings.TrimSpace(string(o))
+	}
+	return fmt.Sprintf("%s, %d cores%s%s; %s, %s", cpu, runtime.NumCPU(), mem, kernel, runtime.Version(), node)
+}

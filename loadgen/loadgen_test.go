@@ -1,0 +1,279 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tandemsync/tandem/persistence"
+	badgerstore "github.com/tandemsync/tandem/persistence/badger"
+	"github.com/tandemsync/tandem/persistence/memory"
+	"github.com/tandemsync/tandem/repo"
+	"github.com/tandemsync/tandem/server"
+)
+
+// TestMain doubles as a sync server for the Spawner tests: with
+// LOADGEN_HELPER_SERVER=1 the test binary serves on 127.0.0.1:PORT (its last
+// argument but one) until SIGTERM.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOADGEN_HELPER_SERVER") == "1" {
+		os.Exit(helperServer(os.Args[len(os.Args)-2]))
+	}
+	os.Exit(m.Run())
+}
+
+func helperServer(port string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	store, err := badgerstore.Open(badgerstore.DefaultConfig(os.Args[len(os.Args)-1]))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer store.Close()
+	url, closeFn, err := serve(ctx, ln, store)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("listening on", url)
+	<-ctx.Done()
+	closeFn()
+	return 0
+}
+
+// serve runs a Tandem server on ln.
+func serve(ctx context.Context, ln net.Listener, store persistence.Store) (string, func(), error) {
+	r, err := repo.New(repo.Config{Store: store})
+	if err != nil {
+		return "", nil, err
+	}
+	srv, err := server.New(server.Config{Repo: r})
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	return "ws://" + ln.Addr().String() + "/sync", func() {
+		cancel()
+		<-done
+		_ = r.Close(context.Background())
+	}, nil
+}
+
+func startServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, closeFn, err := serve(context.Background(), ln, memory.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	return url
+}
+
+func TestDashboard(t *testing.T) {
+	url := startServer(t)
+	res, err := Run(context.Background(), Config{
+		Scenario: Dashboard, Server: url, Clients: 4, Widgets: 5, Rate: 20,
+		Duration: time.Second, History: 50, Drain: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Changes < 20 || res.Complete != res.Changes || res.Incomplete != 0 {
+		t.Fatalf("changes %d complete %d incomplete %d", res.Changes, res.Complete, res.Incomplete)
+	}
+	if res.Converged == nil || !*res.Converged {
+		t.Fatal("clients did not converge")
+	}
+	if res.Latency.Count != int(res.Complete) || res.Latency.P50 <= 0 || res.Latency.P99 < res.Latency.P50 || res.Latency.Max < res.Latency.P99 {
+		t.Fatalf("latency %+v", res.Latency)
+	}
+	if res.BytesSent == 0 || res.BytesReceived == 0 {
+		t.Fatalf("no traffic counted: %d %d", res.BytesSent, res.BytesReceived)
+	}
+	if res.Offered != 80 || res.Achieved <= 0 {
+		t.Fatalf("offered %v achieved %v", res.Offered, res.Achieved)
+	}
+	dir := t.TempDir()
+	if err := res.WriteJSON(filepath.Join(dir, "r.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePlot(res, filepath.Join(dir, "r.png")); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteTable(os.Stdout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRooms(t *testing.T) {
+	url := startServer(t)
+	res, err := Run(context.Background(), Config{
+		Scenario: Rooms, Server: url, Docs: 4, RoomClients: 3, Rate: 10, Duration: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Clients != 12 || res.Docs != 4 || res.Changes == 0 || res.Incomplete != 0 || !*res.Converged {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestRamp(t *testing.T) {
+	url := startServer(t)
+	res, err := Run(context.Background(), Config{
+		Scenario: Ramp, Server: url, Clients: 3, Rate: 10, RampFactor: 2, RampSteps: 2,
+		StepDuration: 500 * time.Millisecond, P99Bound: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 2 || res.Saturation <= 0 || res.Steps[1].Offered != 2*res.Steps[0].Offered {
+		t.Fatalf("steps %d saturation %v", len(res.Steps), res.Saturation)
+	}
+	if err := WritePlot(res, filepath.Join(t.TempDir(), "ramp.png")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestManyDocsAndLargeDoc(t *testing.T) {
+	url := startServer(t)
+	res, err := Run(context.Background(), Config{Scenario: ManyDocs, Server: url, Docs: 30, Load: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Figures["load_docs_per_s"] <= 0 || res.Figures["create_docs_per_s"] <= 0 {
+		t.Fatalf("%v", res.Figures)
+	}
+	res, err = Run(context.Background(), Config{Scenario: LargeDoc, Server: url, SizeMB: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Figures["doc_bytes"] < 50_000 || res.Figures["download_ms"] <= 0 {
+		t.Fatalf("%v", res.Figures)
+	}
+}
+
+// TestSpawn starts this test binary as a server, measures it, and restarts it
+// for the cold start of many-docs.
+func TestSpawn(t *testing.T) {
+	t.Setenv("LOADGEN_HELPER_SERVER", "1")
+	sp := &Spawner{Command: strconv.Quote(os.Args[0]) + " {port} {dir}"}
+	defer sp.Close()
+	res, err := Run(context.Background(), Config{Scenario: ManyDocs, Spawn: sp, Docs: 20, Load: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Figures["cold_start_first_doc_ms"] <= 0 || res.PeakRSSBytes <= 0 {
+		t.Fatalf("figures %v rss %d", res.Figures, res.PeakRSSBytes)
+	}
+	if sp.PID() != 0 {
+		t.Fatal("server still running after Run")
+	}
+	res, err = Run(context.Background(), Config{Scenario: Dashboard, Spawn: sp, Clients: 3, Rate: 20, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ServerCPUSeconds <= 0 || res.CPUPerChangeUs <= 0 || res.PeakRSSBytes <= 0 || res.Incomplete != 0 {
+		t.Fatalf("cpu %v per change %v rss %d incomplete %d", res.ServerCPUSeconds, res.CPUPerChangeUs, res.PeakRSSBytes, res.Incomplete)
+	}
+}
+
+func TestSpawnFailures(t *testing.T) {
+	sp := &Spawner{Command: "/nonexistent/server {port}"}
+	if _, err := sp.Start(context.Background()); !errors.Is(err, ErrSpawn) {
+		t.Fatalf("missing binary: %v", err)
+	}
+	sp = &Spawner{Command: "false {port}", ReadyTimeout: 5 * time.Second}
+	if _, err := sp.Start(context.Background()); !errors.Is(err, ErrSpawn) {
+		t.Fatalf("exiting server: %v", err)
+	}
+	sp.Close()
+	for _, c := range []string{"", "tandem serve", `x "{port}`} {
+		if _, err := (&Spawner{Command: c}).Start(context.Background()); !errors.Is(err, ErrConfig) {
+			t.Errorf("%q: %v", c, err)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	ok := Config{Scenario: Dashboard, Server: "ws://127.0.0.1:1/sync"}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"unknown scenario", func(c *Config) { c.Scenario = "x" }},
+		{"no server", func(c *Config) { c.Server = "" }},
+		{"remote server", func(c *Config) { c.Server = "ws://example.com/sync" }},
+		{"remote ip", func(c *Config) { c.Server = "ws://10.0.0.1:7070/sync" }},
+		{"http url", func(c *Config) { c.Server = "http://127.0.0.1:1/" }},
+		{"one client", func(c *Config) { c.Clients = 1 }},
+		{"negative rate", func(c *Config) { c.Rate = -1 }},
+		{"NaN rate", func(c *Config) { c.Rate = nan() }},
+		{"too many changes", func(c *Config) { c.Clients, c.Rate, c.Duration = 10000, 10000, time.Hour }},
+		{"ramp factor", func(c *Config) { c.Scenario, c.RampFactor = Ramp, 0.5 }},
+		{"negative drain", func(c *Config) { c.Drain = -time.Second }},
+	} {
+		c := ok
+		tc.mod(&c)
+		if _, err := Run(context.Background(), c); !errors.Is(err, ErrConfig) && !errors.Is(err, ErrNotLoopback) {
+			t.Errorf("%s: got %v", tc.name, err)
+		}
+	}
+	for _, u := range []string{"ws://127.0.0.1:7070/sync", "ws://localhost:1/", "ws://[::1]:7/sync", "wss://127.0.0.2/"} {
+		if err := CheckLoopback(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	if err := CheckLoopback("ws://192.168.1.1/"); !errors.Is(err, ErrNotLoopback) {
+		t.Errorf("private address accepted: %v", err)
+	}
+}
+
+func nan() float64 { z := 0.0; return z / z }
+
+func TestProcParsing(t *testing.T) {
+	cpu, err := parseStatCPU([]byte("123 (we ird) name) S 1 1 1 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 1000 200"))
+	if err != nil || cpu != 3 {
+		t.Fatalf("cpu %v err %v", cpu, err)
+	}
+	for _, bad := range []string{"", "1 (x", "1 (x) S 1"} {
+		if _, err := parseStatCPU([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	rss, hwm := parseStatusMem([]byte("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"))
+	if rss != 1<<20 || hwm != 2<<20 {
+		t.Fatalf("rss %d hwm %d", rss, hwm)
+	}
+	ps, err := readProc(os.Getpid())
+	if err != nil || ps.RSSBytes <= 0 {
+		t.Fatalf("%+v %v", ps, err)
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	w, err := splitWords(`node 'my dir/server.mjs' "a b" {port}  {dir}`)
+	if err != nil || len(w) != 5 || w[1] != "my dir/server.mjs" || w[2] != "a b" {
+		t.Fatalf("%q %v", w, err)
+	}
+}
