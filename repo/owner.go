@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemsync/tandem/crdt"
@@ -106,10 +107,24 @@ func (o *owner) send(ctx context.Context, f op) error {
 	}
 }
 
-// do runs f on the owner goroutine and waits for its error.
+// do runs f on the owner goroutine and waits for its error. If ctx ends
+// first, f either never runs or do waits for it to finish, so callers may
+// read variables f writes once do returns.
 func (o *owner) do(ctx context.Context, f func(o *owner) error) error {
+	const (
+		queued int32 = iota
+		running
+		cancelled
+	)
+	var state atomic.Int32
 	reply := make(chan error, 1)
-	if err := o.send(ctx, func(o *owner) { reply <- f(o) }); err != nil {
+	err := o.send(ctx, func(o *owner) {
+		if !state.CompareAndSwap(queued, running) {
+			return
+		}
+		reply <- f(o)
+	})
+	if err != nil {
 		return err
 	}
 	select {
@@ -123,6 +138,13 @@ func (o *owner) do(ctx context.Context, f func(o *owner) error) error {
 			return ErrClosed
 		}
 	case <-ctx.Done():
+		if state.CompareAndSwap(queued, cancelled) {
+			return ctx.Err()
+		}
+		select {
+		case <-reply:
+		case <-o.done:
+		}
 		return ctx.Err()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"strings"
@@ -234,9 +235,23 @@ func (s *Server) handleDoc(w http.ResponseWriter, r *http.Request) {
 		if _, ok := s.authorizeDoc(w, r, id, auth.Read); !ok {
 			return
 		}
+		var at []crdt.Hash
 		if r.URL.Query().Has("heads") {
-			writeProblem(w, http.StatusNotImplemented, "not-implemented", "reading a document at given heads is not supported yet")
-			return
+			// A historical view: heads as hex or base58check, "|" or ","-separated.
+			for _, part := range strings.FieldsFunc(r.URL.Query().Get("heads"), func(c rune) bool { return c == '|' || c == ',' }) {
+				hh, err := crdt.ParseHash(part)
+				if err != nil {
+					if hh, err = crdt.ParseBase58Hash(part); err != nil {
+						writeProblem(w, http.StatusBadRequest, "invalid-heads", fmt.Sprintf("%q is not a change hash (hex or base58check)", part))
+						return
+					}
+				}
+				at = append(at, hh)
+			}
+			if len(at) == 0 {
+				writeProblem(w, http.StatusBadRequest, "invalid-heads", "heads is empty")
+				return
+			}
 		}
 		h, ok := s.find(ctx, w, r, id)
 		if !ok {
@@ -246,11 +261,23 @@ func (s *Server) handleDoc(w http.ResponseWriter, r *http.Request) {
 		var body []byte
 		var heads []crdt.Hash
 		err := h.Read(ctx, func(d *crdt.Doc) error {
-			heads = d.Heads()
+			view := d
+			if at != nil {
+				f, err := d.ForkAt(at)
+				if err != nil {
+					return err
+				}
+				view = f
+			}
+			heads = view.Heads()
 			var err error
-			body, err = d.JSON(ptr)
+			body, err = view.JSON(ptr)
 			return err
 		})
+		if errors.Is(err, crdt.ErrInvalidHash) {
+			writeProblem(w, http.StatusNotFound, "unknown-heads", err.Error())
+			return
+		}
 		if err != nil {
 			s.docError(w, r, id, err)
 			return

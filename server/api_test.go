@@ -306,3 +306,29 @@ func TestAPIPatchReachesWebSocketClient(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIHistoricalView(t *testing.T) {
+	ts := startServer(t, false, nil)
+	ctx := ctxT(t)
+	h := ts.create(`{"n":1}`)
+	first, err := h.Heads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Set(ctx, "/n", 2); err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/docs/" + string(h.ID())
+	if r := ts.do("GET", path+"?heads="+first[0].String(), "", "", nil); r.code != 200 || !strings.Contains(string(r.body), `"n":1`) {
+		t.Fatalf("hex heads: %d %s", r.code, r.body)
+	}
+	if r := ts.do("GET", path+"?heads="+first[0].Base58(), "", "", nil); r.code != 200 || !strings.Contains(string(r.body), `"n":1`) {
+		t.Fatalf("base58 heads: %d %s", r.code, r.body)
+	}
+	if r := ts.do("GET", path, "", "", nil); !strings.Contains(string(r.body), `"n":2`) {
+		t.Fatalf("current: %s", r.body)
+	}
+	wantProblem(t, "bad heads", ts.do("GET", path+"?heads=zz", "", "", nil), 400, "invalid-heads")
+	var unknown crdt.Hash
+	wantProblem(t, "unknown heads", ts.do("GET", path+"?heads="+unknown.String(), "", "", nil), 404, "unknown-heads")
+}
