@@ -40,6 +40,8 @@ func TestImportDirections(t *testing.T) {
 		{"transport", nil, []string{"github.com/fxamacker/cbor", "github.com/x448/float16"}},
 		{"transport/ws", []string{"transport"}, []string{"github.com/fxamacker/cbor", "github.com/x448/float16", "github.com/gorilla/websocket"}},
 		{"repo", []string{"crdt", "persistence", "transport"}, []string{"github.com/automerge/automerge-go", "github.com/fxamacker/cbor", "github.com/x448/float16"}},
+		{"auth", []string{"crdt"}, []string{"github.com/automerge/automerge-go", "github.com/golang-jwt/jwt"}},
+		{"server", []string{"crdt", "persistence", "transport", "transport/ws", "repo", "auth"}, []string{""}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.pkg) {
