@@ -67,7 +67,7 @@ func TestAPICreateReadPatchHistoryDelete(t *testing.T) {
 	}
 	wantProblem(t, "missing path", ts.do("GET", path+"?path=/nope", "", "", nil), 404, "path-not-found")
 	wantProblem(t, "bad pointer", ts.do("GET", path+"?path=nope", "", "", nil), 400, "invalid-pointer")
-	wantProblem(t, "heads", ts.do("GET", path+"?heads=abc", "", "", nil), 501, "not-implemented")
+	wantProblem(t, "heads", ts.do("GET", path+"?heads=abc", "", "", nil), 400, "invalid-heads")
 
 	// patch
 	r = ts.do("PATCH", path+"?message=from+a+script", "", ctPatch, []byte(`[
