@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -853,5 +854,38 @@ func TestForkAtAndHashesSince(t *testing.T) {
 	all, _ := d.HashesSince(nil)
 	if len(all) != 2 || !d.HasChange(c2.Hash) {
 		t.Fatalf("all = %v", all)
+	}
+}
+
+func TestPushMessageDeliversChanges(t *testing.T) {
+	a, _ := FromJSON([]byte(`{"n":0}`))
+	b, err := Load(a.Save())
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := a.Heads()
+	for i := 1; i <= 5; i++ {
+		_ = a.Set("/n", i)
+		if _, _, err := a.Commit(""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg, err := a.PushMessage(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads, n, err := InspectSyncMessage(msg)
+	if err != nil || n != 5 || len(heads) != 1 {
+		t.Fatalf("inspect: %v %d %v", heads, n, err)
+	}
+	res, err := NewSyncState(b).Receive(msg)
+	if err != nil || !res.Changed {
+		t.Fatalf("receive: %+v %v", res, err)
+	}
+	if v, _ := b.Get("/n"); v != int64(5) {
+		t.Fatalf("n = %v", v)
+	}
+	if fmt.Sprint(b.Heads()) != fmt.Sprint(a.Heads()) {
+		t.Fatal("heads differ")
 	}
 }

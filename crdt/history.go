@@ -66,3 +66,54 @@ func (d *Doc) HashesSince(heads []Hash) ([]Hash, error) {
 
 // HasChange reports whether h is a change of the document.
 func (d *Doc) HasChange(h Hash) bool { return d.hasChange(automerge.ChangeHash(h)) }
+
+// PushMessage builds a version-1 sync message for a peer known to have
+// theirHeads: it carries every change of d that is not an ancestor of them,
+// our heads, and an empty "have" from theirHeads. It does not depend on any
+// sync session's Bloom filters, so it delivers changes that a stalled
+// session keeps back. Hashes d does not know are left out of "have".
+func (d *Doc) PushMessage(theirHeads []Hash) ([]byte, error) {
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	var known []automerge.ChangeHash
+	for _, h := range theirHeads {
+		if d.hasChange(automerge.ChangeHash(h)) {
+			known = append(known, automerge.ChangeHash(h))
+		}
+	}
+	var changes [][]byte
+	err := guard(ErrCorrupt, "changes", func() error {
+		cs, err := d.am.Changes(known...)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			changes = append(changes, c.Save())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := []byte{0x42}
+	out = appendHashes(out, d.Heads())
+	out = appendHashes(out, nil) // need
+	out = appendUleb(out, 1)     // one "have": last sync = their heads, empty Bloom filter
+	out = appendHashes(out, fromAMHashes(known))
+	out = appendUleb(out, 0)
+	out = appendUleb(out, uint64(len(changes)))
+	for _, c := range changes {
+		out = appendUleb(out, uint64(len(c)))
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
+func appendHashes(b []byte, hs []Hash) []byte {
+	b = appendUleb(b, uint64(len(hs)))
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return b
+}

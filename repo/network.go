@@ -42,6 +42,10 @@ type PeerConfig struct {
 	// Default 0: no throttle; a peer's writer still batches whatever
 	// accumulated while it was busy writing.
 	SyncInterval time.Duration
+	// StallTimeout: on a connection this repo dialled, a document whose
+	// local changes have had no answer from the server for this long gets
+	// a fresh sync session. Default 2s; negative: never.
+	StallTimeout time.Duration
 	// OutboxSize bounds queued control messages (ephemeral relays,
 	// doc-unavailable, errors) per peer; ephemeral messages beyond it are
 	// dropped. Default 1024.
@@ -63,6 +67,9 @@ func (c *PeerConfig) setDefaults() {
 	}
 	if c.OutboxSize <= 0 {
 		c.OutboxSize = 1024
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = 2 * time.Second
 	}
 
 }

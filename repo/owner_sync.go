@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tandemsync/tandem/crdt"
 	"github.com/tandemsync/tandem/transport"
@@ -16,7 +17,38 @@ type peerDoc struct {
 	request     bool // our next message is a "request": we lack the document
 	unavailable bool // the peer said doc-unavailable
 	theirHeads  []crdt.Hash
-	sent        bool // a message went to this peer
+	sent        bool      // a message went to this peer
+	lastRecv    time.Time // last message from the peer
+	lastReset   time.Time // last stall recovery
+	push        []byte    // a message to send before the session's next one
+	unanswered  bool      // a message arrived since we last generated for the peer
+}
+
+// checkStall restarts the session with p when local changes wait for an
+// acknowledgement that has not come for longer than after.
+func (o *owner) checkStall(p *peer, after time.Duration) {
+	pd := o.peers[p]
+	if pd == nil || o.doc == nil || len(o.local) == 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(pd.lastRecv) < after || now.Sub(pd.lastReset) < after {
+		return
+	}
+	o.repo.log.Info("sync stalled; pushing the unconfirmed changes directly", "doc", o.id, "peer", p.id, "pending", len(o.local))
+	// A fresh session alone can hit the same Bloom filter false positive
+	// again (the filters are deterministic), so send every change since the
+	// server's last known heads in one message that bypasses the filters,
+	// and restart the session for what follows.
+	msg, err := o.doc.PushMessage(o.serverHeads)
+	if err != nil {
+		o.repo.log.Warn("cannot build push message", "doc", o.id, "err", err)
+		return
+	}
+	pd.ss = crdt.NewSyncState(o.doc)
+	pd.push = msg
+	pd.lastReset = now
+	o.dirtyPeers[p] = struct{}{}
 }
 
 func (o *owner) peerDoc(p *peer) *peerDoc {
@@ -67,6 +99,8 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 		return
 	}
 	pd.theirHeads = res.Heads
+	pd.lastRecv = time.Now()
+	pd.unanswered = true
 	pd.unavailable = false
 	if p.upstream() {
 		o.confirm(res.Heads)
@@ -97,15 +131,25 @@ func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, err
 		if pd == nil {
 			return nil
 		}
-		msg, ok := pd.ss.Generate()
-		if !ok && !pd.sent && !pd.request {
-			// Automerge says nothing to a peer that is already in sync,
-			// so the peer would never learn our heads (and a client could
-			// not tell that its changes are confirmed). Answer once with
-			// a first message from a fresh session, which always carries
-			// our heads; our real session is not affected.
-			msg, ok = crdt.NewSyncState(o.doc).Generate()
+		if pd.push != nil {
+			out = append(out, transport.Message{
+				Type: transport.TypeSync, SenderID: o.repo.net.peerID, TargetID: p.id,
+				DocumentID: string(o.id), Data: pd.push,
+			})
+			pd.push = nil
 		}
+		msg, ok := pd.ss.Generate()
+		if !ok && pd.unanswered && p.accepted {
+			// Automerge says nothing to a peer that is already in sync,
+			// so a client would never learn that we have its changes.
+			// A server answers every message: when automerge has nothing
+			// to say, with a small message of our heads (and any changes
+			// the peer lacks, normally none). Our session is unaffected.
+			if m, err := o.doc.PushMessage(pd.theirHeads); err == nil {
+				msg, ok = m, true
+			}
+		}
+		pd.unanswered = false
 		if !ok {
 			return nil
 		}

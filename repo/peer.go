@@ -223,6 +223,13 @@ func (p *peer) run(ctx context.Context) error {
 		defer wg.Done()
 		p.writeLoop()
 	}()
+	if p.upstream() && n.cfg.StallTimeout > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.watchStalls(n.cfg.StallTimeout)
+		}()
+	}
 
 	// Announce what the share policy pushes to this peer.
 	n.r.mu.Lock()
@@ -403,6 +410,35 @@ func (p *peer) receive(id crdt.DocumentID, data []byte, isRequest bool) error {
 	// progress at once and a busy document does not stall the connection.
 	buf := append([]byte(nil), data...)
 	return o.send(context.Background(), func(o *owner) { o.receiveSync(p, buf, isRequest) })
+}
+
+// watchStalls restarts the sync session of any document that has changes
+// the server has not acknowledged and has heard nothing from it for a
+// while. The Automerge sync protocol of this core can fall silent with
+// different heads on both sides (for example after a Bloom filter false
+// positive); a fresh session exchanges heads from scratch and heals it.
+func (p *peer) watchStalls(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopc:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		owners := make([]*owner, 0, len(p.docs))
+		for _, o := range p.docs {
+			owners = append(owners, o)
+		}
+		p.mu.Unlock()
+		for _, o := range owners {
+			select {
+			case o.inbox <- func(o *owner) { o.checkStall(p, every) }:
+			default: // busy: it is making progress
+			}
+		}
+	}
 }
 
 // write sends one message, closing the peer on failure.

@@ -119,7 +119,8 @@ func (sp *serverProc) url() string { return "ws://" + sp.addr + "/sync" }
 func (sp *serverProc) kill() {
 	_ = sp.cmd.Process.Signal(syscall.SIGKILL)
 	select {
-	case <-sp.exited:
+	case err := <-sp.exited:
+		sp.exited <- err // later calls return at once
 	case <-time.After(30 * time.Second):
 	}
 }

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandemsync/tandem/persistence/memory"
+	"github.com/tandemsync/tandem/repo"
 )
 
 func TestSyncOnceUnreachableFailsClearly(t *testing.T) {
@@ -60,4 +66,55 @@ func TestSyncOncePublishesOfflineEdits(t *testing.T) {
 		t.Fatalf("JavaScript client: %v", err)
 	}
 	sameJSON(t, string(b), `{"widgets":{"cpu":{"value":42},"mem":{"value":7}}}`)
+}
+
+// The server is SIGKILLed in the middle of a client's stream of changes and
+// restarted on the same address and data: the client ends synced and the
+// server has every change.
+func TestClientEndsSyncedAfterServerKilledMidSync(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	sp := startServe(t, dir, "127.0.0.1:0")
+	addr := sp.addr
+	var clog syncBuffer
+	cr, err := repo.New(repo.Config{Store: memory.New(), Share: repo.ClientSharePolicy{}, Logger: slog.New(slog.NewTextHandler(&clog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &goClient{r: cr, conn: connect(cr, sp.url())}
+	defer func() { c.conn.Close(); _ = cr.Close(context.Background()) }()
+	h, err := c.r.CreateJSON(ctx, []byte(`{"n":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 300; i++ {
+		if _, err := h.Set(ctx, "/n", i); err != nil {
+			t.Fatal(err)
+		}
+		if i == 150 {
+			sp.kill()
+			sp = startServe(t, dir, addr)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	if err := h.WaitSynced(wctx); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, serr := h.SyncStatus(sctx)
+		t.Logf("server log:\n%s", sp.stderr.String())
+		t.Logf("client log:\n%s", clog.String())
+		t.Fatalf("%v (status %+v %v; repo %+v; connected %v)", err, st, serr, c.r.Status(), c.conn.Connected())
+	}
+	probe := newGoClient(t, sp.url())
+	ph, err := probe.r.Find(ctx, h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := ph.Get(ctx, "/n"); fmt.Sprint(v) != "300" {
+		t.Fatalf("after kill -9 mid-sync the server has n = %v", v)
+	}
+	if p, _ := h.Pending(ctx); len(p) != 0 {
+		t.Fatalf("still pending: %d", len(p))
+	}
 }
