@@ -4,7 +4,9 @@
 // speaks the automerge-repo sync protocol; a REST JSON API under /api
 // (create, list, read, JSON Patch, history, Automerge binary download and
 // upload, delete; errors as RFC 9457 problem+json); /healthz reports
-// liveness and /readyz readiness.
+// liveness and /readyz readiness; /metrics serves Prometheus metrics from a
+// registry private to each Server. ServeAdmin serves /metrics and pprof on a
+// separate (private) listener; Config.TLS makes Serve speak HTTPS and WSS.
 //
 // With Config.Auth set, every sync connection (?token= or Authorization:
 // Bearer) and REST request (Authorization: Bearer) needs a token from

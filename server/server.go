@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,8 @@ type Config struct {
 	MaxBinaryBytes int64
 	// RequestTimeout bounds one REST request's work (default 30s).
 	RequestTimeout time.Duration
+	// TLS, when set, makes Serve speak HTTPS (and so WSS) on its listener.
+	TLS *tls.Config
 }
 
 func (c *Config) validate() error {
@@ -77,6 +80,9 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// handler is mux behind the REST request counter.
+	handler http.Handler
+	metrics *metrics
 
 	mu      sync.Mutex
 	conns   map[*connState]struct{}
@@ -108,11 +114,14 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/readyz", s.handleReady)
 	s.routeAPI()
 	s.mux.HandleFunc("/", s.handleRoot)
+	s.metrics = newMetrics(s)
+	s.mux.Handle("/metrics", s.MetricsHandler())
+	s.handler = s.instrument(s.mux)
 	return s, nil
 }
 
 // Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Connections reports how many sync connections are open.
 func (s *Server) Connections() int {
@@ -203,7 +212,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 // gracefully: stop accepting, close every sync connection, wait for their
 // handlers. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.mu.Lock()
 	s.srv, s.ln = srv, ln
 	s.serving = true

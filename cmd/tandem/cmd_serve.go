@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -29,8 +32,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	secretFile := fs.String("auth-secret-file", "", "file holding the HS256 token secret (at least 32 bytes); every sync connection and REST request then needs a token")
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins (scheme://host[:port]) allowed to open WebSockets; empty or * allows any")
 	maxBody := fs.Int64("max-body-size", 8<<20, "largest REST JSON body accepted, in bytes (uploads of Automerge binaries: --max-message-size)")
+	adminAddr := fs.String("admin-addr", "", "separate listen address for /metrics and /debug/pprof/ (empty: off); keep it private")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file; with --tls-key the server speaks HTTPS and WSS")
+	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
+	flagUsage := fs.Usage
+	fs.Usage = func() {
+		flagUsage()
+		fmt.Fprintln(stderr, "\nEvery flag can also come from the environment as TANDEM_ and its name in upper case\nwith underscores (--auth-secret-file: TANDEM_AUTH_SECRET_FILE); the command line wins.")
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := applyEnv(fs, "TANDEM_"); err != nil {
 		return err
 	}
 	if err := wantArgs("serve", pos, 0, 0); err != nil {
@@ -42,6 +56,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *maxMsg <= 0 || *handshake <= 0 || *rate <= 0 || *maxDocs <= 0 || *ping <= 0 || *maxBody <= 0 {
 		return fmt.Errorf("%w: --max-message-size, --handshake-timeout, --rate, --max-docs-per-conn, --ping-interval and --max-body-size must be positive", errUsage)
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together: give both or neither", errUsage)
+	}
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate %s and key %s: %w", *tlsCert, *tlsKey, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	var authority *auth.Authority
@@ -80,7 +105,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *origins != "" {
 		wcfg.CheckOrigin = server.AllowOrigins(strings.Split(*origins, ","))
 	}
-	srv, err := server.New(server.Config{Repo: r, WS: wcfg, Logger: log, Auth: authority, MaxBodyBytes: *maxBody, MaxBinaryBytes: *maxMsg})
+	srv, err := server.New(server.Config{Repo: r, WS: wcfg, Logger: log, Auth: authority, MaxBodyBytes: *maxBody, MaxBinaryBytes: *maxMsg, TLS: tlsConfig})
 	if err != nil {
 		return err
 	}
@@ -88,14 +113,39 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	var adminLn net.Listener
+	if *adminAddr != "" {
+		if adminLn, err = net.Listen("tcp", *adminAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on admin address %s: %w", *adminAddr, err)
+		}
+	}
 	if authority == nil {
 		log.Warn("authentication is OFF: anyone who can reach this address can read, change and delete every document; start with --auth-secret-file to require tokens", "addr", ln.Addr().String())
 	} else {
 		log.Info("authentication is on: every sync connection and REST request needs a token", "secret_file", *secretFile)
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "sync", "ws://"+ln.Addr().String()+"/sync", "api", "http://"+ln.Addr().String()+"/api", "data", *data, "peer_id", r.PeerID(), "storage_id", sid)
+	wsScheme, httpScheme := "ws", "http"
+	if tlsConfig != nil {
+		wsScheme, httpScheme = "wss", "https"
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "sync", wsScheme+"://"+ln.Addr().String()+"/sync", "api", httpScheme+"://"+ln.Addr().String()+"/api", "metrics", httpScheme+"://"+ln.Addr().String()+"/metrics", "data", *data, "peer_id", r.PeerID(), "storage_id", sid)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	adminDone := make(chan error, 1)
+	actx, acancel := context.WithCancel(ctx)
+	defer acancel()
+	if adminLn != nil {
+		log.Info("admin listener: metrics and pprof", "metrics", "http://"+adminLn.Addr().String()+"/metrics", "pprof", "http://"+adminLn.Addr().String()+"/debug/pprof/")
+		fmt.Fprintf(stdout, "admin listening on %s\n", adminLn.Addr())
+		go func() { adminDone <- srv.ServeAdmin(actx, adminLn) }()
+	} else {
+		adminDone <- nil
+	}
 	serr := srv.Serve(ctx, ln)
+	acancel()
+	if aerr := <-adminDone; aerr != nil {
+		log.Warn("admin listener", "err", aerr)
+	}
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.Close(cctx); err != nil {
@@ -103,4 +153,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log.Info("stopped")
 	return serr
+}
+
+// envName is the environment variable for flag name: prefix, then the name
+// in upper case with dashes as underscores (auth-secret-file:
+// TANDEM_AUTH_SECRET_FILE).
+func envName(prefix, name string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// applyEnv sets every flag of fs that the command line did not give from
+// its environment variable (see envName). An empty variable counts as
+// unset. A value the flag refuses is a usage error naming the variable.
+func applyEnv(fs *flag.FlagSet, prefix string) error {
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		key := envName(prefix, f.Name)
+		v := os.Getenv(key)
+		if v == "" {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("%w: environment %s=%q: invalid value for --%s: %v", errUsage, key, v, f.Name, serr)
+		}
+	})
+	return err
 }
