@@ -117,3 +117,19 @@ func appendHashes(b []byte, hs []Hash) []byte {
 	}
 	return b
 }
+
+// SyncMessageChanges returns the changes a sync message carries: their
+// concatenated bytes (LoadIncremental accepts them) and their hashes.
+func SyncMessageChanges(msg []byte) ([]byte, []Hash, error) {
+	h, err := parseSyncMessage(msg)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []byte
+	hashes := make([]Hash, 0, len(h.changes))
+	for _, c := range h.changes {
+		out = append(out, c.raw...)
+		hashes = append(hashes, Hash(c.hash))
+	}
+	return out, hashes, nil
+}

@@ -103,6 +103,14 @@ func (o *owner) settle() {
 	if o.doc == nil || !o.doc.HasUncommitted() {
 		return
 	}
+	if err := o.validateLocal(); err != nil {
+		o.repo.log.Warn("coalesced edits rejected", "doc", o.id, "err", err)
+		if rerr := o.doc.Rollback(); rerr != nil {
+			o.doc = nil
+		}
+		o.mutated()
+		return
+	}
 	if _, err := o.commitLocal(msg); err != nil {
 		o.repo.log.Error("commit of coalesced edits failed", "doc", o.id, "err", err)
 	}

@@ -67,6 +67,13 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 			}
 			return ChangeResult{}, err
 		}
+		if err := o.validateLocal(); err != nil {
+			o.mutated()
+			if rerr := o.doc.Rollback(); rerr != nil {
+				o.doc = nil
+			}
+			return ChangeResult{}, err
+		}
 		return o.commitLocal(co.message)
 	})
 }

@@ -85,6 +85,11 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 		// is stored as soon as changes arrive.
 		o.doc = crdt.New()
 	}
+	if hashes, err := o.validateIncoming(data); err != nil {
+		log.Info("rejected changes from a peer", "doc", o.id, "peer", p.id, "changes", len(hashes), "err", err)
+		p.sendError(rejectionText(o.id, hashes, err))
+		return
+	}
 	pd := o.peerDoc(p)
 	o.markRemoteBefore()
 	if o.probe == nil && len(o.subs) > 0 && o.repo.cfg.ConflictWindow > 0 {

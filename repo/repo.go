@@ -52,6 +52,12 @@ type Config struct {
 	// about one history-sized fork per batch of remote changes that meets a
 	// local change in the window (automerge-go exposes no cheaper way).
 	ConflictWindow time.Duration
+	// Validate, if set, must accept every new state of a document: local
+	// changes it rejects fail with ErrRejected, and a peer's changes it
+	// rejects are not applied, stored or sent on; the peer gets an error
+	// message naming the changes. It costs a history-sized copy of the
+	// document per incoming message that carries changes.
+	Validate Validator
 }
 
 func (c *Config) setDefaults() {
@@ -167,6 +173,15 @@ func (r *Repo) Import(ctx context.Context, data []byte) (*DocHandle, error) {
 
 func (r *Repo) createDoc(ctx context.Context, doc *crdt.Doc) (*DocHandle, error) {
 	id := crdt.NewDocumentID()
+	if v := r.cfg.Validate; v != nil {
+		view, err := doc.Get("")
+		if err != nil {
+			return nil, err
+		}
+		if err := v(id, view); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrRejected, err)
+		}
+	}
 	if r.cfg.Share.Announce("", id) {
 		// A client: the new document must reach the server even if
 		// this process stops before it connects.

@@ -31,6 +31,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ping := fs.Duration("ping-interval", 5*time.Second, "WebSocket ping interval; a peer silent for two intervals is dropped")
 	secretFile := fs.String("auth-secret-file", "", "file holding the HS256 token secret (at least 32 bytes); every sync connection and REST request then needs a token")
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins (scheme://host[:port]) allowed to open WebSockets; empty or * allows any")
+	schemaFile := fs.String("schema", "", "JSON Schema file every document must match after every change (changes that break it are rejected)")
 	maxBody := fs.Int64("max-body-size", 8<<20, "largest REST JSON body accepted, in bytes (uploads of Automerge binaries: --max-message-size)")
 	adminAddr := fs.String("admin-addr", "", "separate listen address for /metrics and /debug/pprof/ (empty: off); keep it private")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file; with --tls-key the server speaks HTTPS and WSS")
@@ -80,6 +81,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	var validate repo.Validator
+	if *schemaFile != "" {
+		b, err := os.ReadFile(*schemaFile)
+		if err != nil {
+			return fmt.Errorf("read --schema: %w", err)
+		}
+		if validate, err = server.SchemaValidator(b); err != nil {
+			return fmt.Errorf("--schema %s: %w", *schemaFile, err)
+		}
+	}
+
 	scfg := badgerstore.DefaultConfig(*data)
 	store, err := badgerstore.Open(scfg)
 	if err != nil {
@@ -90,7 +102,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer store.Close()
 	r, err := repo.New(repo.Config{
-		Store: store, Logger: log, PeerID: *peerID,
+		Store: store, Logger: log, PeerID: *peerID, Validate: validate,
 		Peers: repo.PeerConfig{HandshakeTimeout: *handshake, RatePerSecond: *rate, MaxDocuments: *maxDocs},
 	})
 	if err != nil {

@@ -1,0 +1,94 @@
+package repo_test
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/persistence/memory"
+	"github.com/tandemsync/tandem/repo"
+)
+
+// valueAtMost100 rejects documents whose /w/cpu is over 100.
+func valueAtMost100(_ crdt.DocumentID, view any) error {
+	m, _ := view.(map[string]any)
+	w, _ := m["w"].(map[string]any)
+	if v, ok := w["cpu"].(int64); ok && v > 100 {
+		return fmt.Errorf("/w/cpu is %d, over 100", v)
+	}
+	return nil
+}
+
+func TestValidatorRejectsLocalAndRemoteChanges(t *testing.T) {
+	ctx := ctxT(t)
+	var logs lockedBuffer
+	srv := newRepo(t, memory.New(), func(c *repo.Config) {
+		c.Validate = valueAtMost100
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	a := clientRepo(t)
+	b := clientRepo(t)
+	pair(t, srv, a)
+	pair(t, srv, b)
+
+	// Local (REST-like) change on the server: rejected, nothing kept.
+	h, err := srv.CreateJSON(ctx, []byte(`{"w":{"cpu":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Set(ctx, "/w/cpu", 500); !errors.Is(err, repo.ErrRejected) {
+		t.Fatalf("local bad change: %v", err)
+	}
+	if v, _ := h.Get(ctx, "/w/cpu"); fmt.Sprint(v) != "1" {
+		t.Fatalf("cpu = %v after a rejected change", v)
+	}
+
+	// A peer's bad change never reaches the server or the other peer.
+	ha, err := a.Find(ctx, h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, err := b.Find(ctx, h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ha.Set(ctx, "/w/cpu", 999); err != nil {
+		t.Fatal(err) // applied locally: optimistic
+	}
+	if _, err := ha.Set(ctx, "/w/mem", 5); err != nil { // built on the bad one
+		t.Fatal(err)
+	}
+	// A valid change from b still flows.
+	if _, err := hb.Set(ctx, "/w/disk", 7); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { v, _ := h.Get(ctx, "/w/disk"); return fmt.Sprint(v) == "7" }, "valid change reaches the server")
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "rejected changes from a peer") }, "the server rejects a's change")
+	if v, _ := h.Get(ctx, "/w/cpu"); fmt.Sprint(v) != "1" {
+		t.Fatalf("server took the rejected value: %v", v)
+	}
+	if v, _ := hb.Get(ctx, "/w/cpu"); fmt.Sprint(v) != "1" {
+		t.Fatalf("other peer sees the rejected value: %v", v)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
