@@ -206,7 +206,8 @@ type Event struct {
 	Hash       crdt.Hash   // the change, for local changes
 	Confirmed  []crdt.Hash // local changes the server just confirmed
 	Conflict   *Conflict   // a concurrent remote write to a path a local change wrote
-	RolledBack []crdt.Hash // pending changes discarded by Rollback
+	RolledBack []crdt.Hash // pending changes discarded by Rollback (or after a rejection)
+	Rejected   string      // the server rejected local changes (RolledBack) for this reason
 }
 
 // maxQueuedEvents bounds a subscription's backlog; a subscriber that falls

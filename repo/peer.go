@@ -369,6 +369,9 @@ func (p *peer) handle(ctx context.Context, m transport.Message) error {
 		return nil
 	case transport.TypeError:
 		log.Info("peer reported an error", "peer", p.id, "message", m.Message)
+		if p.upstream() {
+			p.handleRejection(m.Message)
+		}
 		return nil
 	default:
 		log.Debug("dropping message of unknown type", "peer", p.id, "type", m.Type)

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -70,4 +71,145 @@ func rejectionText(doc crdt.DocumentID, hashes []crdt.Hash, err error) string {
 		hs[i] = h.String()
 	}
 	return fmt.Sprintf("rejected change %s to %s: %v", strings.Join(hs, ","), doc.URL(), err)
+}
+
+// parseRejection reads the error text a server sends for rejected changes.
+func parseRejection(msg string) (crdt.DocumentID, []crdt.Hash, string, bool) {
+	rest, ok := strings.CutPrefix(msg, "rejected change ")
+	if !ok {
+		return "", nil, "", false
+	}
+	list, rest, ok := strings.Cut(rest, " to ")
+	if !ok {
+		return "", nil, "", false
+	}
+	url, reason, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return "", nil, "", false
+	}
+	id, _, err := crdt.ParseURL(url)
+	if err != nil {
+		return "", nil, "", false
+	}
+	var hashes []crdt.Hash
+	for _, s := range strings.Split(list, ",") {
+		h, err := crdt.ParseHash(s)
+		if err != nil {
+			return "", nil, "", false
+		}
+		hashes = append(hashes, h)
+	}
+	return id, hashes, reason, true
+}
+
+// handleRejection rolls back, by itself, local changes the server rejected,
+// and tells subscribers (Event.Rejected).
+func (p *peer) handleRejection(msg string) {
+	id, hashes, reason, ok := parseRejection(msg)
+	if !ok {
+		return
+	}
+	o := p.attached(id)
+	if o == nil {
+		return
+	}
+	_ = o.send(context.Background(), func(o *owner) {
+		var mine []crdt.Hash
+		for _, h := range hashes {
+			for _, l := range o.local {
+				if l.hash == h {
+					mine = append(mine, h)
+				}
+			}
+		}
+		if len(mine) == 0 {
+			return
+		}
+		dropped, paths, err := o.dropRejected(mine)
+		if err != nil {
+			o.repo.log.Warn("cannot roll back rejected changes", "doc", o.id, "err", err)
+			return
+		}
+		o.events = append(o.events, Event{DocumentID: o.id, Local: true, Paths: paths, Rejected: reason, RolledBack: dropped})
+	})
+}
+
+// dropRejected removes rejected local changes (and the pending changes
+// made on top of them) from the document and from local storage. Unlike
+// Rollback it rewrites history: the server refused these changes, so
+// nobody else has them, and keeping them would make every later change
+// depend on something the server will never accept.
+func (o *owner) dropRejected(rejected []crdt.Hash) ([]crdt.Hash, []string, error) {
+	o.settle()
+	first := len(o.local)
+	for _, h := range rejected {
+		for i, l := range o.local {
+			if l.hash == h && i < first {
+				first = i
+			}
+		}
+	}
+	if first >= len(o.local) {
+		return nil, nil, nil
+	}
+	if err := o.flush(); err != nil {
+		return nil, nil, err
+	}
+	drop := map[crdt.Hash]bool{}
+	var dropped []crdt.Hash
+	for _, l := range o.local[first:] {
+		drop[l.hash] = true
+		dropped = append(dropped, l.hash)
+	}
+	hist, err := o.doc.History()
+	if err != nil {
+		return nil, nil, err
+	}
+	isDep := map[crdt.Hash]bool{}
+	for _, c := range hist {
+		if !drop[c.Hash] {
+			for _, d := range c.Deps {
+				isDep[d] = true
+			}
+		}
+	}
+	var keep []crdt.Hash
+	for _, c := range hist {
+		if !drop[c.Hash] && !isDep[c.Hash] {
+			keep = append(keep, c.Hash)
+		}
+	}
+	fork, err := o.doc.ForkAt(keep)
+	if err != nil {
+		return nil, nil, err
+	}
+	if actor, err := o.repo.actorID(context.Background()); err == nil {
+		if err := fork.SetActorID(actor); err != nil {
+			return nil, nil, err
+		}
+	}
+	before, _ := o.doc.Get("")
+	snap := fork.Save()
+	if o.lastSeq > 0 {
+		if err := o.repo.store.Compact(context.Background(), string(o.id), snap, o.lastSeq, hexHeads(fork.Heads())); err != nil {
+			return nil, nil, err
+		}
+	} else if _, err := o.repo.store.Append(context.Background(), string(o.id), snap, hexHeads(fork.Heads())); err != nil {
+		return nil, nil, err
+	}
+	o.snapshotSize, o.chunkBytes = int64(len(snap)), 0
+	o.doc = fork
+	o.mutated()
+	o.local = o.local[:first]
+	for _, pd := range o.peers {
+		// History went back: every session starts again.
+		pd.ss = crdt.NewSyncState(fork)
+		pd.push = nil
+	}
+	for p := range o.peers {
+		o.dirtyPeers[p] = struct{}{}
+	}
+	o.statusDirty = true
+	after, _ := fork.Get("")
+	return dropped, crdt.ChangedPaths(before, after), nil
 }

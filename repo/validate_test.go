@@ -56,6 +56,11 @@ func TestValidatorRejectsLocalAndRemoteChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	subA, err := ha.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subA.Close()
 	if _, err := ha.Set(ctx, "/w/cpu", 999); err != nil {
 		t.Fatal(err) // applied locally: optimistic
 	}
@@ -74,6 +79,29 @@ func TestValidatorRejectsLocalAndRemoteChanges(t *testing.T) {
 	if v, _ := hb.Get(ctx, "/w/cpu"); fmt.Sprint(v) != "1" {
 		t.Fatalf("other peer sees the rejected value: %v", v)
 	}
+
+	// The Go client rolls the rejected changes back by itself and says so.
+	var rejected repo.Event
+	for rejected.Rejected == "" {
+		select {
+		case e := <-subA.Events():
+			rejected = e
+		case <-ctx.Done():
+			t.Fatal("no rejection event on the client")
+		}
+	}
+	if len(rejected.RolledBack) != 2 || !strings.Contains(rejected.Rejected, "over 100") {
+		t.Fatalf("rejection event %+v", rejected)
+	}
+	waitFor(t, func() bool { v, _ := ha.Get(ctx, "/w/cpu"); return fmt.Sprint(v) == "1" }, "client back to the accepted value")
+	// And it keeps syncing: a new valid change reaches everyone.
+	if _, err := ha.Set(ctx, "/w/cpu", 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { v, _ := hb.Get(ctx, "/w/cpu"); return fmt.Sprint(v) == "42" }, "valid change after the rejection reaches b")
 }
 
 type lockedBuffer struct {
