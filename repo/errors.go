@@ -10,4 +10,5 @@ var (
 	ErrInvalidConfig = errors.New("repo: invalid config")
 	ErrUnavailable   = errors.New("repo: document unavailable")
 	ErrLoad          = errors.New("repo: document does not load")
+	ErrTooLarge      = errors.New("repo: document too large")
 )

@@ -57,6 +57,9 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 		if err := o.load(); err != nil {
 			return ChangeResult{}, err
 		}
+		if err := o.checkSize(0); err != nil {
+			return ChangeResult{}, err
+		}
 		if err := fn(o.doc); err != nil {
 			o.mutated()
 			if o.doc.HasUncommitted() {

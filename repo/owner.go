@@ -53,6 +53,7 @@ type owner struct {
 	syncWaiters   []chan struct{}
 	conflictSeen  map[string]bool // local change + path already reported
 	probe         *conflictProbe  // values before this batch's remote changes
+	warnedSize    bool            // the size warning was logged
 	remoteArrived bool            // remote changes applied since the last flush
 	coalesce      coalesceState
 

@@ -58,6 +58,13 @@ type Config struct {
 	// message naming the changes. It costs a history-sized copy of the
 	// document per incoming message that carries changes.
 	Validate Validator
+	// MaxDocumentBytes, if positive, is a hard limit on a document's stored
+	// size: a peer's changes that would take it over are rejected like
+	// invalid ones, and a document over it takes no local change
+	// (ErrTooLarge). WarnDocumentBytes, if positive, logs a warning when a
+	// document grows past it.
+	MaxDocumentBytes  int64
+	WarnDocumentBytes int64
 }
 
 func (c *Config) setDefaults() {

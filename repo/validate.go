@@ -40,12 +40,18 @@ func (o *owner) validateLocal() error {
 // validator pay it.
 func (o *owner) validateIncoming(msg []byte) (hashes []crdt.Hash, err error) {
 	v := o.repo.cfg.Validate
-	if v == nil || o.doc == nil {
+	if o.doc == nil || (v == nil && o.repo.cfg.MaxDocumentBytes <= 0 && o.repo.cfg.WarnDocumentBytes <= 0) {
 		return nil, nil
 	}
 	changes, hashes, err := crdt.SyncMessageChanges(msg)
 	if err != nil || len(hashes) == 0 {
 		return nil, nil // malformed messages are refused by Receive itself
+	}
+	if err := o.checkSize(int64(len(changes))); err != nil {
+		return hashes, fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	if v == nil {
+		return nil, nil
 	}
 	trial, err := o.doc.Fork()
 	if err != nil {
@@ -212,4 +218,27 @@ func (o *owner) dropRejected(rejected []crdt.Hash) ([]crdt.Hash, []string, error
 	o.statusDirty = true
 	after, _ := fork.Get("")
 	return dropped, crdt.ChangedPaths(before, after), nil
+}
+
+// size is the document's stored size plus what waits to be stored.
+func (o *owner) size() int64 {
+	n := o.snapshotSize + o.chunkBytes
+	for _, p := range o.pending {
+		n += int64(len(p))
+	}
+	return n
+}
+
+// checkSize applies the size limits to adding extra bytes.
+func (o *owner) checkSize(extra int64) error {
+	cfg := o.repo.cfg
+	n := o.size() + extra
+	if cfg.WarnDocumentBytes > 0 && n > cfg.WarnDocumentBytes && !o.warnedSize {
+		o.warnedSize = true
+		o.repo.log.Warn("document is growing large", "doc", o.id, "bytes", n, "warn_at", cfg.WarnDocumentBytes)
+	}
+	if cfg.MaxDocumentBytes > 0 && n > cfg.MaxDocumentBytes {
+		return fmt.Errorf("%w: %s would hold %d bytes, over the limit of %d", ErrTooLarge, o.id, n, cfg.MaxDocumentBytes)
+	}
+	return nil
 }

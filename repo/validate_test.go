@@ -120,3 +120,68 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func TestDocumentSizeLimit(t *testing.T) {
+	ctx := ctxT(t)
+	var logs lockedBuffer
+	srv := newRepo(t, memory.New(), func(c *repo.Config) {
+		c.MaxDocumentBytes = 8 << 10
+		c.WarnDocumentBytes = 2 << 10
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	a := clientRepo(t)
+	pair(t, srv, a)
+	h, err := srv.CreateJSON(ctx, []byte(`{"note":"small"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, err := a.Find(ctx, h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := ha.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// A peer's change that would take the document over the limit is
+	// rejected, and the client takes it back.
+	big := strings.Repeat("x", 16<<10)
+	if _, err := ha.Set(ctx, "/note", big); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case e := <-sub.Events():
+			if e.Rejected == "" {
+				continue
+			}
+			if !strings.Contains(e.Rejected, "over the limit") {
+				t.Fatalf("rejection: %q", e.Rejected)
+			}
+		case <-ctx.Done():
+			t.Fatal("no rejection")
+		}
+		break
+	}
+	if v, _ := h.Get(ctx, "/note"); v != "small" {
+		t.Fatalf("server note = %.20v", v)
+	}
+	// Growing past the warning threshold logs once; past the limit, local
+	// changes fail.
+	for i := 0; i < 100; i++ {
+		_, err := h.Set(ctx, "/note", strings.Repeat("y", 1000)+fmt.Sprint(i))
+		if errors.Is(err, repo.ErrTooLarge) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 99 {
+			t.Fatal("local changes never hit the limit")
+		}
+	}
+	if !strings.Contains(logs.String(), "document is growing large") {
+		t.Fatal("no size warning logged")
+	}
+}

@@ -174,6 +174,8 @@ func (s *Server) changeError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, errHeadsMismatch):
 		writeProblem(w, http.StatusPreconditionFailed, "heads-changed", "the document's heads are not those of If-Match; nothing changed")
+	case errors.Is(err, repo.ErrTooLarge):
+		writeProblem(w, http.StatusRequestEntityTooLarge, "document-too-large", err.Error()+"; nothing changed")
 	case errors.Is(err, repo.ErrRejected):
 		writeProblem(w, http.StatusUnprocessableEntity, "rejected", err.Error()+"; nothing changed")
 	case errors.Is(err, crdt.ErrTestFailed):

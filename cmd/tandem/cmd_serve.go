@@ -31,6 +31,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ping := fs.Duration("ping-interval", 5*time.Second, "WebSocket ping interval; a peer silent for two intervals is dropped")
 	secretFile := fs.String("auth-secret-file", "", "file holding the HS256 token secret (at least 32 bytes); every sync connection and REST request then needs a token")
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins (scheme://host[:port]) allowed to open WebSockets; empty or * allows any")
+	maxDoc := fs.Int64("max-doc-size", 0, "hard limit on a document's stored size in bytes; changes that would exceed it are rejected (0: none)")
+	warnDoc := fs.Int64("warn-doc-size", 0, "log a warning when a document's stored size passes this many bytes (0: none)")
 	schemaFile := fs.String("schema", "", "JSON Schema file every document must match after every change (changes that break it are rejected)")
 	maxBody := fs.Int64("max-body-size", 8<<20, "largest REST JSON body accepted, in bytes (uploads of Automerge binaries: --max-message-size)")
 	adminAddr := fs.String("admin-addr", "", "separate listen address for /metrics and /debug/pprof/ (empty: off); keep it private")
@@ -103,6 +105,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer store.Close()
 	r, err := repo.New(repo.Config{
 		Store: store, Logger: log, PeerID: *peerID, Validate: validate,
+		MaxDocumentBytes: *maxDoc, WarnDocumentBytes: *warnDoc,
 		Peers: repo.PeerConfig{HandshakeTimeout: *handshake, RatePerSecond: *rate, MaxDocuments: *maxDocs},
 	})
 	if err != nil {
