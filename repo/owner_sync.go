@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tandemsync/tandem/crdt"
@@ -24,12 +25,16 @@ type peerDoc struct {
 	unanswered  bool      // a message arrived since we last generated for the peer
 }
 
-// checkStall restarts the session with p when local changes wait for an
-// acknowledgement that has not come for longer than after.
+// checkStall restarts the session with p when the document is not in
+// sync with the server (local changes unconfirmed, or different heads) and
+// nothing has come from it for longer than after.
 func (o *owner) checkStall(p *peer, after time.Duration) {
 	pd := o.peers[p]
-	if pd == nil || o.doc == nil || len(o.local) == 0 {
+	if pd == nil || o.doc == nil {
 		return
+	}
+	if len(o.local) == 0 && slices.Equal(sortedHashes(o.serverHeads), sortedHashes(o.heads())) {
+		return // in sync
 	}
 	now := time.Now()
 	if now.Sub(pd.lastRecv) < after || now.Sub(pd.lastReset) < after {
