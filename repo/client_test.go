@@ -42,14 +42,18 @@ func startLoopServer(t *testing.T, dir, addr string) *loopServer {
 		t.Fatal(err)
 	}
 	s.r = r
+	// A restarted server reuses its address: retry while the old
+	// listener's port is being released, with a deadline.
 	var ln net.Listener
 	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		ln, err = net.Listen("tcp", addr)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(20 * time.Millisecond) // the old listener's port is being released
+		<-tick.C
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -320,8 +324,12 @@ func TestRollbackPending(t *testing.T) {
 	confirmed, _ := ha.Heads(ctx)
 	a.conn.Close()
 	a.conn = nil
-	p1, _ := ha.Set(ctx, "/w/cpu", 50)
-	p2, _ := ha.Change(ctx, func(d *crdt.Doc) error { return d.Set("/w/extra", true) })
+	if _, err := ha.Set(ctx, "/w/cpu", 50); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ha.Change(ctx, func(d *crdt.Doc) error { return d.Set("/w/extra", true) }); err != nil {
+		t.Fatal(err)
+	}
 	if pend, _ := ha.Pending(ctx); len(pend) != 2 {
 		t.Fatalf("pending = %v", pend)
 	}
@@ -355,8 +363,6 @@ func TestRollbackPending(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no event for the rollback")
 	}
-	_ = p1
-	_ = p2
 	a.conn = a.r.ConnectLoop(func(ctx context.Context) (transport.Conn, error) {
 		return ws.Dial(ctx, srv.url(), ws.Config{})
 	}, repo.ReconnectConfig{MinBackoff: 10 * time.Millisecond})

@@ -292,27 +292,7 @@ func (o *owner) rollback(changes []crdt.Hash) (ChangeResult, error) {
 		dropped[l.hash] = true
 		hashes = append(hashes, l.hash)
 	}
-	// The document without the dropped changes: the heads of the rest.
-	hist, err := o.doc.History()
-	if err != nil {
-		return ChangeResult{}, err
-	}
-	isDep := map[crdt.Hash]bool{}
-	for _, c := range hist {
-		if dropped[c.Hash] {
-			continue
-		}
-		for _, d := range c.Deps {
-			isDep[d] = true
-		}
-	}
-	var keepHeads []crdt.Hash
-	for _, c := range hist {
-		if !dropped[c.Hash] && !isDep[c.Hash] {
-			keepHeads = append(keepHeads, c.Hash)
-		}
-	}
-	target, err := o.doc.ForkAt(keepHeads)
+	target, err := o.forkWithout(dropped)
 	if err != nil {
 		return ChangeResult{}, err
 	}
@@ -354,4 +334,29 @@ func (o *owner) rollback(changes []crdt.Hash) (ChangeResult, error) {
 	o.events = append(o.events, Event{DocumentID: o.id, Local: true, RolledBack: hashes})
 	o.statusDirty = true
 	return res, nil
+}
+
+// forkWithout returns a copy of the document without the given changes
+// (which must have no kept descendants, as is true of a suffix of local
+// changes): a fork at the heads of the remaining history.
+func (o *owner) forkWithout(drop map[crdt.Hash]bool) (*crdt.Doc, error) {
+	hist, err := o.doc.History()
+	if err != nil {
+		return nil, err
+	}
+	isDep := map[crdt.Hash]bool{}
+	for _, c := range hist {
+		if !drop[c.Hash] {
+			for _, d := range c.Deps {
+				isDep[d] = true
+			}
+		}
+	}
+	var keep []crdt.Hash
+	for _, c := range hist {
+		if !drop[c.Hash] && !isDep[c.Hash] {
+			keep = append(keep, c.Hash)
+		}
+	}
+	return o.doc.ForkAt(keep)
 }

@@ -179,12 +179,6 @@ func (r *Repo) StorageID(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-func (n *network) hasPeers() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.peers) > 0
-}
-
 // hasPeersFor reports whether some connected peer could be asked for id.
 func (n *network) hasPeersFor(id crdt.DocumentID) bool {
 	for _, p := range n.peerList() {

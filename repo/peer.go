@@ -508,7 +508,7 @@ func (p *peer) writeLoop() {
 					return
 				}
 			}
-			for id, o := range owners {
+			for _, o := range owners {
 				msgs, err := o.generate(ctx, p)
 				if err != nil {
 					continue
@@ -519,7 +519,6 @@ func (p *peer) writeLoop() {
 						return
 					}
 				}
-				_ = id
 			}
 		}
 	}

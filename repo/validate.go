@@ -167,25 +167,7 @@ func (o *owner) dropRejected(rejected []crdt.Hash) ([]crdt.Hash, []string, error
 		drop[l.hash] = true
 		dropped = append(dropped, l.hash)
 	}
-	hist, err := o.doc.History()
-	if err != nil {
-		return nil, nil, err
-	}
-	isDep := map[crdt.Hash]bool{}
-	for _, c := range hist {
-		if !drop[c.Hash] {
-			for _, d := range c.Deps {
-				isDep[d] = true
-			}
-		}
-	}
-	var keep []crdt.Hash
-	for _, c := range hist {
-		if !drop[c.Hash] && !isDep[c.Hash] {
-			keep = append(keep, c.Hash)
-		}
-	}
-	fork, err := o.doc.ForkAt(keep)
+	fork, err := o.forkWithout(drop)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tandemsync/tandem/crdt"
-	"github.com/tandemsync/tandem/persistence"
 	badgerstore "github.com/tandemsync/tandem/persistence/badger"
 	"github.com/tandemsync/tandem/repo"
 )
@@ -484,5 +483,3 @@ func docImport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fmt.Fprintln(stdout, h.URL())
 	return nil
 }
-
-var _ = persistence.ErrNotFound
