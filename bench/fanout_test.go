@@ -20,6 +20,21 @@ import (
 	"github.com/tandemsync/tandem/transport/ws"
 )
 
+// sessionsOnly makes startServer and dialClient turn the direct sync path
+// off (repo.Config.SessionsOnly), so that benchmarks compare both paths.
+var sessionsOnly bool
+
+// modes runs f once per sync path: "direct" (the default) and "sessions".
+func modes(b *testing.B, f func(b *testing.B)) {
+	for _, m := range []string{"direct", "sessions"} {
+		b.Run("sync="+m, func(b *testing.B) {
+			sessionsOnly = m == "sessions"
+			defer func() { sessionsOnly = false }()
+			f(b)
+		})
+	}
+}
+
 // testServer runs a Tandem sync server on 127.0.0.1:0 backed by Badger in
 // dir (or memory when dir is ""); it returns the ws URL.
 type testServer struct {
@@ -36,7 +51,7 @@ func startServer(b *testing.B, dir string) *testServer {
 	ts := &testServer{done: make(chan error, 1)}
 	if dir == "" {
 		ts.closeS = func() {}
-		r, err := repo.New(repo.Config{Store: memory.New()})
+		r, err := repo.New(repo.Config{Store: memory.New(), SessionsOnly: sessionsOnly})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -44,7 +59,7 @@ func startServer(b *testing.B, dir string) *testServer {
 	} else {
 		s := openStore(b, dir)
 		ts.closeS = func() { _ = s.Close() }
-		r, err := repo.New(repo.Config{Store: s})
+		r, err := repo.New(repo.Config{Store: s, SessionsOnly: sessionsOnly})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -80,7 +95,7 @@ type client struct {
 
 func dialClient(b *testing.B, url string) *client {
 	b.Helper()
-	r, err := repo.New(repo.Config{Store: memory.New(), Share: repo.ClientSharePolicy{}})
+	r, err := repo.New(repo.Config{Store: memory.New(), Share: repo.ClientSharePolicy{}, SessionsOnly: sessionsOnly})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -117,7 +132,7 @@ func BenchmarkFanout(b *testing.B) {
 	for _, hist := range []int{0, 10000} {
 		for _, peers := range []int{1, 10, 100} {
 			b.Run(fmt.Sprintf("history=%d/peers=%d", hist, peers), func(b *testing.B) {
-				benchFanout(b, peers, hist)
+				modes(b, func(b *testing.B) { benchFanout(b, peers, hist) })
 			})
 		}
 	}
@@ -335,7 +350,7 @@ func BenchmarkServerMemory(b *testing.B) {
 func BenchmarkFanoutLoad(b *testing.B) {
 	for _, peers := range []int{10, 100} {
 		b.Run(fmt.Sprintf("history=10000/peers=%d", peers), func(b *testing.B) {
-			benchFanoutLoad(b, peers, 10000, 4)
+			modes(b, func(b *testing.B) { benchFanoutLoad(b, peers, 10000, 4) })
 		})
 	}
 }

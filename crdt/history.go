@@ -68,10 +68,10 @@ func (d *Doc) HashesSince(heads []Hash) ([]Hash, error) {
 func (d *Doc) HasChange(h Hash) bool { return d.hasChange(automerge.ChangeHash(h)) }
 
 // PushMessage builds a version-1 sync message for a peer known to have
-// theirHeads: it carries every change of d that is not an ancestor of them,
-// our heads, and an empty "have" from theirHeads. It does not depend on any
-// sync session's Bloom filters, so it delivers changes that a stalled
-// session keeps back. Hashes d does not know are left out of "have".
+// theirHeads: it carries every change of d that is not an ancestor of them
+// (see DirectMessage). It does not depend on any sync session's Bloom
+// filters, so it delivers changes that a stalled session keeps back.
+// Hashes d does not know are ignored.
 func (d *Doc) PushMessage(theirHeads []Hash) ([]byte, error) {
 	if err := d.flush(); err != nil {
 		return nil, err
@@ -96,18 +96,7 @@ func (d *Doc) PushMessage(theirHeads []Hash) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []byte{0x42}
-	out = appendHashes(out, d.Heads())
-	out = appendHashes(out, nil) // need
-	out = appendUleb(out, 1)     // one "have": last sync = their heads, empty Bloom filter
-	out = appendHashes(out, fromAMHashes(known))
-	out = appendUleb(out, 0)
-	out = appendUleb(out, uint64(len(changes)))
-	for _, c := range changes {
-		out = appendUleb(out, uint64(len(c)))
-		out = append(out, c...)
-	}
-	return out, nil
+	return DirectMessage(d.Heads(), changes), nil
 }
 
 func appendHashes(b []byte, hs []Hash) []byte {

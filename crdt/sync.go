@@ -190,6 +190,7 @@ func InspectSyncMessage(msg []byte) (heads []Hash, nChanges int, err error) {
 
 type syncHeader struct {
 	heads      []Hash
+	need       int // hashes the sender asks for
 	nChanges   int
 	changesOff int // offset of the change count
 	changes    []changeChunk
@@ -225,9 +226,11 @@ func parseSyncMessage(b []byte) (syncHeader, error) {
 		return bad("bad heads")
 	}
 	h.heads = heads
-	if _, ok := r.hashes(); !ok {
+	need, ok := r.hashes()
+	if !ok {
 		return bad("bad need list")
 	}
+	h.need = len(need)
 	nHave, ok := r.count(2)
 	if !ok {
 		return bad("bad have count")

@@ -63,6 +63,7 @@ func (p *peer) rejectWrites(id crdt.DocumentID, data []byte) bool {
 	if err == nil && n == 0 {
 		return false // a read-only peer's acknowledgements are fine
 	}
+	p.n.r.obs.ChangesRejected(max(n, 1), RejectReadOnly)
 	p.n.r.log.Info("rejected changes from a read-only peer", "peer", p.id, "doc", id)
 	p.sendError(fmt.Sprintf("read-only access to %s: changes rejected", id.URL()))
 	return true

@@ -3,6 +3,7 @@ package repo_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -37,7 +38,7 @@ func startLoopServer(t *testing.T, dir, addr string) *loopServer {
 	t.Helper()
 	s := &loopServer{t: t, dir: dir, done: make(chan struct{})}
 	s.store = openBadger(t, dir)
-	r, err := repo.New(repo.Config{Store: s.store})
+	r, err := repo.New(repo.Config{Store: s.store, Logger: failureLog(t, "server")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ type goClient struct {
 
 func newClient(t *testing.T, store persistence.Store, url string) *goClient {
 	t.Helper()
-	r, err := repo.New(repo.Config{Store: store, Share: repo.ClientSharePolicy{}})
+	r, err := repo.New(repo.Config{Store: store, Share: repo.ClientSharePolicy{}, Logger: failureLog(t, "client")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +117,17 @@ func (c *goClient) close() {
 		c.conn = nil
 	}
 	_ = c.r.Close(context.Background())
+}
+
+// failureLog returns a debug logger whose lines are printed only if t fails.
+func failureLog(t *testing.T, who string) *slog.Logger {
+	var buf lockedBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s log:\n%s", who, buf.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // freeAddr returns a loopback address nobody listens on (yet).
@@ -221,6 +233,9 @@ func connectPair(t *testing.T, srv *loopServer, content string) (*goClient, *rep
 	ctx := ctxT(t)
 	a := newClient(t, memory.New(), srv.url())
 	b := newClient(t, memory.New(), srv.url())
+	if err := b.conn.WaitConnected(ctx); err != nil {
+		t.Fatal(err) // Find asks connected peers only
+	}
 	ha, err := a.r.CreateJSON(ctx, []byte(content))
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +271,9 @@ func TestConflictEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { v, _ := ha.Get(ctx, "/w/mem"); return fmt.Sprint(v) == "1" }, "a sees b's write")
+	// b must have seen a's first write, or b's next write is concurrent
+	// with it too.
+	waitFor(t, func() bool { v, _ := hb.Get(ctx, "/w/cpu"); return fmt.Sprint(v) == "1" }, "b sees a's write")
 	if err := ha.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
 	}

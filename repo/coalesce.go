@@ -129,6 +129,8 @@ func (o *owner) commitLocal(msg string) (ChangeResult, error) {
 		return ChangeResult{Heads: o.heads()}, nil
 	}
 	o.pending = append(o.pending, info.Bytes)
+	o.direct.delta = append(o.direct.delta, info.Bytes)
+	o.pendingLocal++
 	o.addLocal(info)
 	o.local[len(o.local)-1].base = base
 	o.changed = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"sync/atomic"
 
 	"github.com/tandemsync/tandem/crdt"
 	"github.com/tandemsync/tandem/persistence/memory"
@@ -66,4 +67,39 @@ func ExampleRepo_ConnectLoop() {
 	defer conn.Close()
 	// Documents created or found through r now sync with the server,
 	// and again after every reconnect.
+}
+
+// changeCounter counts the changes a repo makes durable. NopObserver
+// supplies the methods it does not need.
+type changeCounter struct {
+	repo.NopObserver
+	local, remote atomic.Int64
+}
+
+func (c *changeCounter) ChangesApplied(n int, remote bool) {
+	if remote {
+		c.remote.Add(int64(n))
+	} else {
+		c.local.Add(int64(n))
+	}
+}
+
+func ExampleObserver() {
+	ctx := context.Background()
+	obs := &changeCounter{}
+	r, err := repo.New(repo.Config{Store: memory.New(), Observer: obs})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close(ctx)
+	h, _ := r.CreateJSON(ctx, []byte(`{"n":0}`))
+	for i := 1; i <= 3; i++ {
+		if _, err := h.Set(ctx, "/n", i); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// The server package's NewObserver turns these calls into Prometheus
+	// metrics.
+	fmt.Println("local:", obs.local.Load(), "remote:", obs.remote.Load())
+	// Output: local: 3 remote: 0
 }

@@ -58,6 +58,7 @@ func (h *DocHandle) Change(ctx context.Context, fn func(*crdt.Doc) error, opts .
 			return ChangeResult{}, err
 		}
 		if err := o.checkSize(0); err != nil {
+			o.repo.obs.ChangesRejected(1, RejectTooLarge)
 			return ChangeResult{}, err
 		}
 		if err := fn(o.doc); err != nil {

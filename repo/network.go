@@ -77,6 +77,9 @@ func (c *PeerConfig) setDefaults() {
 // netStats counts traffic; read with Repo.Stats.
 type netStats struct {
 	msgsIn, msgsOut, bytesIn, bytesOut, syncOut, peersTotal atomic.Int64
+	// sync messages taken and made on the direct path or by an Automerge
+	// session (see direct.go)
+	directIn, directOut, sessionIn, sessionOut atomic.Int64
 }
 
 // Stats is a snapshot of a repo's counters since it started.
@@ -89,6 +92,10 @@ type Stats struct {
 	BytesIn       int64 // sync and ephemeral payload bytes received
 	BytesOut      int64 // sync and ephemeral payload bytes sent
 	SyncOut       int64 // sync messages generated for peers
+	// Sync messages received and generated on the direct path (cost: the
+	// size of the changes) and by Automerge sync sessions (cost: the
+	// document's history); see the repo package documentation.
+	DirectIn, DirectOut, SessionIn, SessionOut int64
 }
 
 // Stats returns the repo's counters.
@@ -101,6 +108,8 @@ func (r *Repo) Stats() Stats {
 		Peers: peers, PeersTotal: n.stats.peersTotal.Load(), LiveDocuments: r.Live(),
 		MessagesIn: n.stats.msgsIn.Load(), MessagesOut: n.stats.msgsOut.Load(),
 		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(), SyncOut: n.stats.syncOut.Load(),
+		DirectIn: n.stats.directIn.Load(), DirectOut: n.stats.directOut.Load(),
+		SessionIn: n.stats.sessionIn.Load(), SessionOut: n.stats.sessionOut.Load(),
 	}
 }
 
@@ -275,6 +284,7 @@ func (r *Repo) Accept(ctx context.Context, conn transport.Conn, opts ...AcceptOp
 		_ = conn.Close(err)
 		return err
 	}
+	r.obs.MessageIn(msgType(first.Type), len(first.Data))
 	if first.Type != transport.TypeJoin || first.SenderID == "" {
 		err = fmt.Errorf("%w: first message is %q, want join with a senderId", ErrHandshake, first.Type)
 		r.log.Info("handshake failed", "remote", conn.RemoteAddr(), "err", err)
@@ -303,6 +313,7 @@ func (r *Repo) Accept(ctx context.Context, conn transport.Conn, opts ...AcceptOp
 		_ = conn.Close(err)
 		return err
 	}
+	r.obs.MessageOut(transport.TypePeer, 0)
 	p := newPeer(n, first.SenderID, conn, first.PeerMetadata)
 	p.accepted = true
 	p.access = ao.access
@@ -335,12 +346,14 @@ func (r *Repo) Connect(ctx context.Context, conn transport.Conn, onReady func(pe
 		_ = conn.Close(err)
 		return err
 	}
+	r.obs.MessageOut(transport.TypeJoin, 0)
 	m, err := readWithTimeout(ctx, conn, n.cfg.HandshakeTimeout)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrHandshake, err)
 		_ = conn.Close(err)
 		return err
 	}
+	r.obs.MessageIn(msgType(m.Type), len(m.Data))
 	switch m.Type {
 	case transport.TypePeer:
 	case transport.TypeError:

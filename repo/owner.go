@@ -35,6 +35,7 @@ type owner struct {
 	chunkBytes   int64
 	lastSeq      uint64
 	pending      [][]byte      // change bytes not yet persisted
+	pendingLocal int           // how many of the pending changes were made here
 	waiters      []func(error) // called after the next flush
 	events       []Event       // delivered after the next flush
 	before       any           // JSON view before the first remote change of this batch, when subscribed
@@ -56,6 +57,8 @@ type owner struct {
 	warnedSize    bool            // the size warning was logged
 	remoteArrived bool            // remote changes applied since the last flush
 	coalesce      coalesceState
+	direct        directState // see direct.go
+	asleep        bool        // hibernating: doc dropped, peers kept (see hibernate)
 
 	headsCache []crdt.Hash // valid while headsValid; saves cgo calls
 	headsValid bool
@@ -163,7 +166,14 @@ func (o *owner) doDurable(ctx context.Context, f func(o *owner) error) error {
 func (o *owner) run() {
 	defer o.repo.wg.Done()
 	defer close(o.done)
-	idle := time.NewTimer(o.repo.cfg.IdleTimeout)
+	// One timer serves eviction and hibernation: it fires every period
+	// and each acts once the document has been quiet long enough.
+	period := o.repo.cfg.IdleTimeout
+	if h := o.repo.cfg.HibernateAfter; h > 0 && h < period {
+		period = h
+	}
+	quietSince := time.Now()
+	idle := time.NewTimer(period)
 	defer idle.Stop()
 	batch := make([]op, 0, 16)
 	for {
@@ -187,18 +197,23 @@ func (o *owner) run() {
 			_ = o.flush()
 			o.publishStatus()
 			o.maybeCompact()
-			idle.Reset(o.repo.cfg.IdleTimeout)
+			quietSince = time.Now()
+			idle.Reset(period)
 		case <-o.coalesce.timerC():
 			o.mutated()
 			o.settle()
 			_ = o.flush()
 			o.publishStatus()
 		case <-idle.C:
-			if !o.coalesce.active() && o.repo.tryEvict(o) {
+			quiet := time.Since(quietSince)
+			if quiet >= o.repo.cfg.IdleTimeout && !o.coalesce.active() && o.repo.tryEvict(o) {
 				o.shutdown()
 				return
 			}
-			idle.Reset(o.repo.cfg.IdleTimeout)
+			if h := o.repo.cfg.HibernateAfter; h > 0 && quiet >= h {
+				o.hibernate()
+			}
+			idle.Reset(period)
 		case <-o.quit:
 			// Serve what is already queued, then stop.
 			for {
@@ -222,6 +237,7 @@ func (o *owner) run() {
 }
 
 func (o *owner) shutdown() {
+	o.setAsleep(false)
 	for s := range o.subs {
 		s.closeWith(ErrClosed)
 	}
@@ -267,6 +283,7 @@ func (o *owner) load() error {
 	}
 	o.snapshotSize = int64(len(rec.Snapshot))
 	o.mutated()
+	o.setAsleep(false)
 	o.doc = doc
 	o.stored = true
 	if actor, err := o.repo.actorID(context.Background()); err == nil {
@@ -275,6 +292,7 @@ func (o *owner) load() error {
 		}
 	}
 	o.restorePending()
+	o.directSync()
 	return nil
 }
 
@@ -310,8 +328,16 @@ func (o *owner) flush() error {
 			data = append(data, p...)
 		}
 		var seq uint64
+		var start time.Time
+		if o.repo.observed {
+			start = time.Now()
+		}
 		seq, err = o.repo.store.Append(context.Background(), string(o.id), data, hexHeads(o.heads()))
+		if err == nil && o.repo.observed {
+			o.observePersisted(data, time.Since(start))
+		}
 		o.pending = o.pending[:0]
+		o.pendingLocal = 0
 		if err != nil {
 			err = fmt.Errorf("repo: persist %s: %w", o.id, err)
 			o.repo.log.Error("persist failed", "doc", o.id, "err", err)
@@ -364,6 +390,23 @@ func (o *owner) flush() error {
 	return nil
 }
 
+// observePersisted reports a successful append of data (the batch's
+// changes) to the Observer.
+func (o *owner) observePersisted(data []byte, d time.Duration) {
+	n := countChunks(data)
+	if n < len(o.pending) {
+		n = len(o.pending) // every entry holds at least one change
+	}
+	o.repo.obs.Persisted(n, len(data), d)
+	local := min(o.pendingLocal, n)
+	if local > 0 {
+		o.repo.obs.ChangesApplied(local, false)
+	}
+	if n > local {
+		o.repo.obs.ChangesApplied(n-local, true)
+	}
+}
+
 // maybeCompact replaces the chunks with one snapshot once they outgrow it.
 func (o *owner) maybeCompact() {
 	if o.doc == nil || o.lastSeq == 0 || o.coalesce.active() {
@@ -399,6 +442,7 @@ func (o *owner) deleteDoc(ctx context.Context) error {
 	}
 	o.deleted = true
 	o.stored = false
+	o.setAsleep(false)
 	o.doc = nil
 	for s := range o.subs {
 		s.closeWith(fmt.Errorf("%w: %s deleted", ErrNotFound, o.id))

@@ -23,6 +23,14 @@ type peerDoc struct {
 	lastReset   time.Time // last stall recovery
 	push        []byte    // a message to send before the session's next one
 	unanswered  bool      // a message arrived since we last generated for the peer
+	lastEmpty   bool      // the last message from the peer carried no changes
+
+	// The direct path (see direct.go).
+	has       []crdt.Hash // sorted; the peer has (or will have) their ancestry
+	hasOK     bool        // has is known: the direct path serves this peer
+	behind    bool        // it lacks changes older than the current delta
+	out       [][]byte    // change chunks queued for it
+	sentHeads []crdt.Hash // sorted heads of our last message to it
 }
 
 // checkStall restarts the session with p when the document is not in
@@ -53,6 +61,7 @@ func (o *owner) checkStall(p *peer, after time.Duration) {
 	pd.ss = crdt.NewSyncState(o.doc)
 	pd.push = msg
 	pd.lastReset = now
+	pd.hasOK, pd.behind, pd.out = false, false, nil
 	o.dirtyPeers[p] = struct{}{}
 }
 
@@ -90,18 +99,33 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 		// is stored as soon as changes arrive.
 		o.doc = crdt.New()
 	}
+	o.directSync()
 	if hashes, err := o.validateIncoming(data); err != nil {
 		log.Info("rejected changes from a peer", "doc", o.id, "peer", p.id, "changes", len(hashes), "err", err)
 		p.sendError(rejectionText(o.id, hashes, err))
 		return
 	}
 	pd := o.peerDoc(p)
+	msg, err := crdt.ParseSyncMessage(data)
+	if err != nil {
+		log.Info("rejected sync message", "doc", o.id, "peer", p.id, "err", err)
+		p.sendError(fmt.Sprintf("invalid sync message for %s", o.id))
+		return
+	}
 	o.markRemoteBefore()
 	if o.probe == nil && len(o.subs) > 0 && o.repo.cfg.ConflictWindow > 0 {
 		// Conflicts are only for subscribers; checked once per batch.
 		o.probe = o.probeConflicts()
 	}
-	res, err := pd.ss.Receive(data)
+	var res crdt.SyncResult
+	direct := !o.repo.cfg.SessionsOnly && o.doc.CanApplyDirectly(msg)
+	if direct {
+		o.repo.net.stats.directIn.Add(1)
+		res, err = o.doc.ApplyDirectly(msg)
+	} else {
+		o.repo.net.stats.sessionIn.Add(1)
+		res, err = pd.ss.Receive(data)
+	}
 	o.mutated()
 	if err != nil {
 		log.Info("rejected sync message", "doc", o.id, "peer", p.id, "err", err)
@@ -111,13 +135,26 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	pd.theirHeads = res.Heads
 	pd.lastRecv = time.Now()
 	pd.unanswered = true
+	pd.lastEmpty = res.NChanges == 0
 	pd.unavailable = false
 	if p.upstream() {
 		o.confirm(res.Heads)
 	}
 	if res.NChanges > 0 && len(res.Changes) > 0 {
 		o.pending = append(o.pending, res.Changes)
+		o.direct.delta = append(o.direct.delta, res.Changes)
 	}
+	usable := direct
+	if !direct && !o.repo.cfg.SessionsOnly && msg.Need() == 0 {
+		usable = true
+		for _, h := range res.Heads {
+			if !o.doc.HasChange(h) {
+				usable = false
+				break
+			}
+		}
+	}
+	o.learnHeads(pd, res.Heads, usable)
 	if res.Changed {
 		o.changed = true
 		o.remoteArrived = true
@@ -148,6 +185,19 @@ func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, err
 			})
 			pd.push = nil
 		}
+		o.directSync()
+		if pd.hasOK {
+			if m := o.generateDirect(p, pd); m != nil {
+				o.repo.net.stats.directOut.Add(1)
+				out = append(out, transport.Message{
+					Type: transport.TypeSync, SenderID: o.repo.net.peerID, TargetID: p.id,
+					DocumentID: string(o.id), Data: m,
+				})
+			}
+			if pd.hasOK {
+				return nil
+			}
+		}
 		msg, ok := pd.ss.Generate()
 		if !ok && pd.unanswered && p.accepted {
 			// Automerge says nothing to a peer that is already in sync,
@@ -164,6 +214,8 @@ func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, err
 			return nil
 		}
 		pd.sent = true
+		pd.sentHeads = sortedHashes(o.heads())
+		o.repo.net.stats.sessionOut.Add(1)
 		typ := transport.TypeSync
 		if pd.request && len(o.doc.Heads()) == 0 {
 			typ = transport.TypeRequest
@@ -180,6 +232,7 @@ func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, err
 
 // wakePeers tells writers to pull, after a successful flush.
 func (o *owner) wakePeers() {
+	o.distribute()
 	if o.changed {
 		for p := range o.peers {
 			o.dirtyPeers[p] = struct{}{}

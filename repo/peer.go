@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemsync/tandem/crdt"
@@ -27,13 +29,15 @@ type peer struct {
 	deadline time.Time  // zero: none
 	label    string     // extra log context (e.g. a token subject)
 
-	signal chan struct{} // one-slot wake-up for the writer
-	stopc  chan struct{}
-	once   sync.Once
+	signal  chan struct{} // one-slot wake-up for the writer
+	stopc   chan struct{}
+	once    sync.Once
+	dropped atomic.Bool // reported to the Observer as cut off
 
 	mu       sync.Mutex
 	closeErr error
-	dirty    map[crdt.DocumentID]bool // value: send as "request"
+	dirty    map[crdt.DocumentID]bool      // value: send as "request"
+	dirtyAt  map[crdt.DocumentID]time.Time // when first marked dirty; nil without an Observer
 	outbox   []transport.Message
 	docs     map[crdt.DocumentID]*owner // attached documents (one owner ref each)
 	detached bool
@@ -43,12 +47,16 @@ type peer struct {
 }
 
 func newPeer(n *network, id string, conn transport.Conn, meta *transport.PeerMetadata) *peer {
-	return &peer{
+	p := &peer{
 		n: n, id: id, conn: conn, meta: meta,
 		signal: make(chan struct{}, 1), stopc: make(chan struct{}),
 		dirty: make(map[crdt.DocumentID]bool), docs: make(map[crdt.DocumentID]*owner),
 		tokens: n.cfg.Burst, last: time.Now(),
 	}
+	if n.r.observed {
+		p.dirtyAt = make(map[crdt.DocumentID]time.Time)
+	}
+	return p
 }
 
 func (p *peer) wake() {
@@ -64,6 +72,9 @@ func (p *peer) markDirty(doc crdt.DocumentID) {
 	if _, ok := p.docs[doc]; ok {
 		if _, already := p.dirty[doc]; !already {
 			p.dirty[doc] = false
+			if p.dirtyAt != nil {
+				p.dirtyAt[doc] = time.Now()
+			}
 		}
 	}
 	p.mu.Unlock()
@@ -79,7 +90,7 @@ func (p *peer) enqueue(m transport.Message) {
 		if m.Type == transport.TypeEphemeral {
 			return
 		}
-		p.close(fmt.Errorf("%w: outbox full", ErrProtocol))
+		p.drop(DropOutboxFull, fmt.Errorf("%w: outbox full", ErrProtocol))
 		return
 	}
 	p.outbox = append(p.outbox, m)
@@ -97,19 +108,27 @@ func (p *peer) attach(doc crdt.DocumentID, asRequest bool) error {
 	}
 	if o, ok := p.docs[doc]; ok {
 		p.mu.Unlock()
-		if asRequest {
-			// Ask again, from scratch: the earlier exchange ended with
-			// doc-unavailable and automerge will not repeat itself.
+		if !asRequest {
+			// Attached while the document was not stored yet (a client
+			// announces a new document before it is written): start
+			// syncing it now if that is what happened.
 			return o.send(context.Background(), func(o *owner) {
-				if o.doc == nil {
-					o.deleted = false
-					o.doc = crdt.New()
+				if _, ok := o.peers[p]; !ok {
+					o.startPeer(p, false)
 				}
-				o.peers[p] = &peerDoc{ss: crdt.NewSyncState(o.doc), request: true}
-				o.dirtyPeers[p] = struct{}{}
 			})
 		}
-		return nil
+		// Ask again, from scratch: the earlier exchange ended with
+		// doc-unavailable and automerge will not repeat itself.
+		return o.send(context.Background(), func(o *owner) {
+			if o.doc == nil && o.load() != nil {
+				o.deleted = false
+				o.doc = crdt.New()
+				o.directSync()
+			}
+			o.peers[p] = &peerDoc{ss: crdt.NewSyncState(o.doc), request: true}
+			o.dirtyPeers[p] = struct{}{}
+		})
 	}
 	if len(p.docs) >= p.n.cfg.MaxDocuments {
 		p.mu.Unlock()
@@ -131,22 +150,25 @@ func (p *peer) attach(doc crdt.DocumentID, asRequest bool) error {
 	}
 	p.docs[doc] = o
 	p.mu.Unlock()
-	err = o.send(context.Background(), func(o *owner) {
-		if err := o.load(); err != nil && !errors.Is(err, ErrNotFound) {
-			o.repo.log.Warn("load for peer failed", "doc", o.id, "peer", p.id, "err", err)
+	return o.send(context.Background(), func(o *owner) { o.startPeer(p, asRequest) })
+}
+
+// startPeer starts syncing the document with p, if we have it or ask for it.
+func (o *owner) startPeer(p *peer, asRequest bool) {
+	if err := o.load(); err != nil && !errors.Is(err, ErrNotFound) {
+		o.repo.log.Warn("load for peer failed", "doc", o.id, "peer", p.id, "err", err)
+	}
+	if o.doc == nil {
+		if !asRequest {
+			return
 		}
-		if o.doc == nil {
-			if !asRequest {
-				return
-			}
-			// We ask peers for a document we lack: start it empty.
-			o.deleted = false
-			o.doc = crdt.New()
-		}
-		o.peerDoc(p).request = asRequest
-		o.dirtyPeers[p] = struct{}{}
-	})
-	return err
+		// We ask peers for a document we lack: start it empty.
+		o.deleted = false
+		o.doc = crdt.New()
+		o.directSync()
+	}
+	o.peerDoc(p).request = asRequest
+	o.dirtyPeers[p] = struct{}{}
 }
 
 // forgetDoc drops doc without touching its owner (the owner is going away).
@@ -155,6 +177,7 @@ func (p *peer) forgetDoc(doc crdt.DocumentID) {
 	o := p.docs[doc]
 	delete(p.docs, doc)
 	delete(p.dirty, doc)
+	delete(p.dirtyAt, doc)
 	p.mu.Unlock()
 	if o != nil {
 		p.n.r.release(o)
@@ -177,6 +200,19 @@ func (p *peer) close(err error) {
 		close(p.stopc)
 		_ = p.conn.Close(err)
 	})
+}
+
+// drop closes a peer this repo cuts off, and tells the Observer once,
+// unless the peer was already closing.
+func (p *peer) drop(reason string, err error) {
+	select {
+	case <-p.stopc:
+	default:
+		if p.dropped.CompareAndSwap(false, true) {
+			p.n.r.obs.PeerDropped(reason)
+		}
+	}
+	p.close(err)
 }
 
 // allow applies the per-connection token bucket.
@@ -266,8 +302,10 @@ func (p *peer) run(ctx context.Context) error {
 		}
 		n.stats.msgsIn.Add(1)
 		n.stats.bytesIn.Add(int64(len(m.Data)))
+		n.r.obs.MessageIn(msgType(m.Type), len(m.Data))
 		if !p.allow() {
 			reason = ErrRateLimited
+			p.drop(DropRateLimit, reason)
 			log.Warn("closing peer over its message rate", "limit_per_s", n.cfg.RatePerSecond)
 			break
 		}
@@ -300,6 +338,7 @@ func (p *peer) detach() {
 	docs := p.docs
 	p.docs = map[crdt.DocumentID]*owner{}
 	p.dirty = map[crdt.DocumentID]bool{}
+	clear(p.dirtyAt)
 	p.mu.Unlock()
 	for _, o := range docs {
 		_ = o.send(context.Background(), func(o *owner) {
@@ -318,6 +357,9 @@ func (p *peer) handle(ctx context.Context, m transport.Message) error {
 	log := n.r.log
 	if err := m.Validate(); err != nil {
 		log.Info("invalid message", "peer", p.id, "type", m.Type, "err", err)
+		if m.Type == transport.TypeSync || m.Type == transport.TypeRequest {
+			n.r.obs.ChangesRejected(1, RejectInvalid)
+		}
 		p.sendError(fmt.Sprintf("invalid %s message: %v", m.Type, err))
 		return nil
 	}
@@ -339,6 +381,7 @@ func (p *peer) handle(ctx context.Context, m transport.Message) error {
 		id, err := crdt.ParseDocumentID(m.DocumentID)
 		if err != nil {
 			log.Info("bad documentId", "peer", p.id, "doc", m.DocumentID, "err", err)
+			n.r.obs.ChangesRejected(1, RejectInvalid)
 			p.sendError(fmt.Sprintf("invalid documentId %q", m.DocumentID))
 			return nil
 		}
@@ -447,11 +490,15 @@ func (p *peer) watchStalls(every time.Duration) {
 // write sends one message, closing the peer on failure.
 func (p *peer) write(ctx context.Context, m transport.Message) error {
 	if err := p.conn.WriteMessage(ctx, m); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			p.drop(DropWriteTimeout, err)
+		}
 		p.close(err)
 		return err
 	}
 	p.n.stats.msgsOut.Add(1)
 	p.n.stats.bytesOut.Add(int64(len(m.Data)))
+	p.n.r.obs.MessageOut(msgType(m.Type), len(m.Data))
 	return nil
 }
 
@@ -493,6 +540,11 @@ func (p *peer) writeLoop() {
 			p.outbox = nil
 			dirty := p.dirty
 			p.dirty = make(map[crdt.DocumentID]bool)
+			var dirtyAt map[crdt.DocumentID]time.Time
+			if len(p.dirtyAt) > 0 {
+				dirtyAt = p.dirtyAt
+				p.dirtyAt = make(map[crdt.DocumentID]time.Time)
+			}
 			owners := make(map[crdt.DocumentID]*owner, len(dirty))
 			for id := range dirty {
 				if o := p.docs[id]; o != nil {
@@ -508,7 +560,7 @@ func (p *peer) writeLoop() {
 					return
 				}
 			}
-			for _, o := range owners {
+			for id, o := range owners {
 				msgs, err := o.generate(ctx, p)
 				if err != nil {
 					continue
@@ -518,6 +570,9 @@ func (p *peer) writeLoop() {
 					if err := p.write(ctx, m); err != nil {
 						return
 					}
+				}
+				if since, ok := dirtyAt[id]; ok && len(msgs) > 0 {
+					p.n.r.obs.FanoutLatency(time.Since(since))
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemsync/tandem/crdt"
@@ -22,6 +23,13 @@ type Config struct {
 	// IdleTimeout is how long a document with no users, subscribers or
 	// peers stays in memory after its last operation. Default 30s.
 	IdleTimeout time.Duration
+	// HibernateAfter: a document that peers still sync but nobody has
+	// touched for this long, and that every peer has in full (see
+	// direct.go), is dropped from memory while its peers stay attached; the
+	// next message or operation loads it again. This bounds the memory of
+	// a server whose clients hold many documents open. Default 10s;
+	// negative turns it off.
+	HibernateAfter time.Duration
 	// MaxBatch bounds how many queued operations a document applies before
 	// it persists once. Default 256.
 	MaxBatch int
@@ -65,6 +73,14 @@ type Config struct {
 	// document grows past it.
 	MaxDocumentBytes  int64
 	WarnDocumentBytes int64
+	// Observer, if set, is told about traffic, changes, persistence and
+	// dropped peers, for metrics (see Observer). Default: nil, nothing is
+	// measured.
+	Observer Observer
+	// SessionsOnly turns the direct sync path off: every sync message is
+	// made and taken by an Automerge sync session, whose cost grows with the
+	// document's history. For comparison, and as a fallback.
+	SessionsOnly bool
 }
 
 func (c *Config) setDefaults() {
@@ -73,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 30 * time.Second
+	}
+	if c.HibernateAfter == 0 {
+		c.HibernateAfter = 10 * time.Second
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 256
@@ -109,6 +128,9 @@ type Repo struct {
 	cfg   Config
 	log   *slog.Logger
 	store persistence.Store
+	obs   Observer // never nil
+	// observed: cfg.Observer was set, so timings are worth taking.
+	observed bool
 
 	mu     sync.Mutex
 	docs   map[crdt.DocumentID]*owner
@@ -117,6 +139,8 @@ type Repo struct {
 	wg     sync.WaitGroup // owner goroutines
 
 	net *network
+
+	hibernated atomic.Int64 // owners whose document is out of memory
 
 	client clientState
 	connMu sync.Mutex
@@ -146,6 +170,11 @@ func New(cfg Config) (*Repo, error) {
 		docs:  make(map[crdt.DocumentID]*owner),
 		open:  make(map[crdt.DocumentID]struct{}),
 		conns: make(map[*Connection]struct{}),
+		obs:   cfg.Observer,
+	}
+	r.observed = r.obs != nil
+	if r.obs == nil {
+		r.obs = NopObserver{}
 	}
 	r.net = newNetwork(r)
 	return r, nil
@@ -296,8 +325,9 @@ func (r *Repo) List(ctx context.Context) ([]DocInfo, error) {
 // Live reports how many documents are currently held in memory.
 func (r *Repo) Live() int {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.docs)
+	n := len(r.docs)
+	r.mu.Unlock()
+	return n - int(r.hibernated.Load())
 }
 
 // Close disconnects every peer, flushes every live document and stops all

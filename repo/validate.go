@@ -29,6 +29,7 @@ func (o *owner) validateLocal() error {
 		return err
 	}
 	if err := v(o.id, view); err != nil {
+		o.repo.obs.ChangesRejected(1, RejectValidation)
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	return nil
@@ -48,6 +49,7 @@ func (o *owner) validateIncoming(msg []byte) (hashes []crdt.Hash, err error) {
 		return nil, nil // malformed messages are refused by Receive itself
 	}
 	if err := o.checkSize(int64(len(changes))); err != nil {
+		o.repo.obs.ChangesRejected(len(hashes), RejectTooLarge)
 		return hashes, fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	if v == nil {
@@ -58,6 +60,7 @@ func (o *owner) validateIncoming(msg []byte) (hashes []crdt.Hash, err error) {
 		return hashes, err
 	}
 	if err := trial.LoadIncremental(changes); err != nil {
+		o.repo.obs.ChangesRejected(len(hashes), RejectInvalid)
 		return hashes, err
 	}
 	view, err := trial.Get("")
@@ -65,6 +68,7 @@ func (o *owner) validateIncoming(msg []byte) (hashes []crdt.Hash, err error) {
 		return hashes, err
 	}
 	if err := v(o.id, view); err != nil {
+		o.repo.obs.ChangesRejected(len(hashes), RejectValidation)
 		return hashes, fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	return nil, nil

@@ -32,7 +32,7 @@ func TestValidatorRejectsLocalAndRemoteChanges(t *testing.T) {
 	})
 	a := clientRepo(t)
 	b := clientRepo(t)
-	pair(t, srv, a)
+	la := dial(t, srv, a)
 	pair(t, srv, b)
 
 	// Local (REST-like) change on the server: rejected, nothing kept.
@@ -61,12 +61,17 @@ func TestValidatorRejectsLocalAndRemoteChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer subA.Close()
+	// Offline, so that the second change is made before the server can
+	// reject the first.
+	la.cut()
 	if _, err := ha.Set(ctx, "/w/cpu", 999); err != nil {
 		t.Fatal(err) // applied locally: optimistic
 	}
 	if _, err := ha.Set(ctx, "/w/mem", 5); err != nil { // built on the bad one
 		t.Fatal(err)
 	}
+	la = dial(t, srv, a)
+	defer la.cut()
 	// A valid change from b still flows.
 	if _, err := hb.Set(ctx, "/w/disk", 7); err != nil {
 		t.Fatal(err)

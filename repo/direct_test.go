@@ -1,0 +1,174 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/persistence/memory"
+	"github.com/tandemsync/tandem/repo"
+	"github.com/tandemsync/tandem/transport"
+)
+
+// link is a client's connection to a server that the test can cut.
+type link struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func dial(t *testing.T, server, client *repo.Repo) *link {
+	t.Helper()
+	sc, cc := transport.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &link{cancel: cancel, done: make(chan struct{})}
+	finished := make(chan struct{}, 2)
+	go func() { _ = server.Accept(ctx, sc); finished <- struct{}{} }()
+	ready := make(chan struct{})
+	go func() {
+		_ = client.Connect(ctx, cc, func(string) { close(ready) })
+		finished <- struct{}{}
+	}()
+	go func() { <-finished; <-finished; close(l.done) }()
+	select {
+	case <-ready:
+	case <-ctxT(t).Done():
+		t.Fatal("handshake timed out")
+	}
+	return l
+}
+
+func (l *link) cut() { l.cancel(); <-l.done }
+
+// TestDirectPathConvergesUnderChurn drives several clients that write the
+// same keys concurrently, go offline, write there, and come back, and checks
+// that everyone ends with the same heads and values, and that the direct
+// path (not only Automerge sessions) carried the traffic.
+func TestDirectPathConvergesUnderChurn(t *testing.T) {
+	for _, mode := range []string{"direct", "sessions"} {
+		t.Run(mode, func(t *testing.T) {
+			seed := rand.Uint64()
+			t.Logf("seed %d", seed)
+			rng := rand.New(rand.NewPCG(seed, 1))
+			ctx := ctxT(t)
+			only := mode == "sessions"
+			srv := newRepo(t, memory.New(), func(c *repo.Config) { c.SessionsOnly = only })
+			const nClients = 4
+			clients := make([]*repo.Repo, nClients)
+			links := make([]*link, nClients)
+			handles := make([]*repo.DocHandle, nClients)
+			for i := range clients {
+				clients[i] = newRepo(t, memory.New(), func(c *repo.Config) {
+					c.Share = repo.ClientSharePolicy{}
+					c.SessionsOnly = only
+				})
+				links[i] = dial(t, srv, clients[i])
+			}
+			t.Cleanup(func() {
+				for _, l := range links {
+					if l != nil {
+						l.cut()
+					}
+				}
+			})
+			h0, err := clients[0].CreateJSON(ctx, []byte(`{"w":{"a":0,"b":0,"c":0}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			handles[0] = h0
+			waitFor(t, func() bool { _, err := srv.Find(ctx, h0.ID()); return err == nil }, "server has the document")
+			for i := 1; i < nClients; i++ {
+				if handles[i], err = clients[i].Find(ctx, h0.ID()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			keys := []string{"a", "b", "c", "d"}
+			errs := make(chan error, nClients)
+			for i := range clients {
+				ops := make([]int, 60)
+				for j := range ops {
+					ops[j] = rng.IntN(100)
+				}
+				go func() {
+					for j, op := range ops {
+						var err error
+						switch {
+						case op < 8 && links[i] != nil && i != 0:
+							links[i].cut() // offline for a while
+							links[i] = nil
+						case op < 16 && links[i] == nil:
+							links[i] = dial(t, srv, clients[i])
+						case op < 24:
+							_, err = handles[i].Change(ctx, func(d *crdt.Doc) error {
+								return d.Delete("/w/" + keys[op%len(keys)])
+							})
+							if err != nil && strings.Contains(err.Error(), "not found") {
+								err = nil
+							}
+						default:
+							_, err = handles[i].Set(ctx, "/w/"+keys[op%len(keys)], fmt.Sprintf("%d-%d", i, j))
+						}
+						if err != nil {
+							errs <- fmt.Errorf("client %d op %d: %w", i, j, err)
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range clients {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range clients {
+				if links[i] == nil {
+					links[i] = dial(t, srv, clients[i])
+				}
+			}
+			hs, err := srv.Find(ctx, h0.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			same := func() bool {
+				want, err := hs.Heads(ctx)
+				if err != nil {
+					return false
+				}
+				want = sortHashes(want)
+				for _, h := range handles {
+					got, err := h.Heads(ctx)
+					if err != nil || !slices.Equal(sortHashes(got), want) {
+						return false
+					}
+				}
+				return true
+			}
+			waitFor(t, same, "every replica at the same heads")
+			want, _ := hs.JSON(ctx, "")
+			for i, h := range handles {
+				got, _ := h.JSON(ctx, "")
+				if string(got) != string(want) {
+					t.Fatalf("client %d has %s, server %s", i, got, want)
+				}
+			}
+			st := srv.Stats()
+			t.Logf("server: direct in/out %d/%d, session in/out %d/%d", st.DirectIn, st.DirectOut, st.SessionIn, st.SessionOut)
+			if only && (st.DirectIn > 0 || st.DirectOut > 0) {
+				t.Fatalf("sessions only, yet direct messages: %+v", st)
+			}
+			if !only && (st.DirectIn == 0 || st.DirectOut == 0) {
+				t.Fatalf("the direct path was not used: %+v", st)
+			}
+		})
+	}
+}
+
+func sortHashes(hs []crdt.Hash) []crdt.Hash {
+	out := slices.Clone(hs)
+	slices.SortFunc(out, func(a, b crdt.Hash) int { return strings.Compare(a.String(), b.String()) })
+	return out
+}
