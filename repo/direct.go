@@ -2,7 +2,9 @@ package repo
 
 import (
 	"bytes"
+	"cmp"
 	"slices"
+	"time"
 
 	"github.com/tandemsync/tandem/crdt"
 )
@@ -107,7 +109,9 @@ func (o *owner) setAsleep(on bool) {
 		return
 	}
 	o.asleep = on
+	o.sleeping.Store(on)
 	if on {
+		o.repo.released.Add(1)
 		o.repo.hibernated.Add(1)
 	} else {
 		o.repo.hibernated.Add(-1)
@@ -260,4 +264,58 @@ func (o *owner) generateDirect(p *peer, pd *peerDoc) []byte {
 		pd.sentHeads = sorted
 	}
 	return msg
+}
+
+// reapQuiet is how long a document must have been quiet before Repo.reap
+// may make it hibernate.
+const reapQuiet = time.Second
+
+// reap keeps documents in memory under Config.MaxLiveDocuments: twice a
+// second, when over, it asks the least recently active documents to
+// hibernate (each does only if it can; see owner.hibernate).
+func (r *Repo) reap() {
+	defer close(r.reaperDone)
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	type cand struct {
+		o    *owner
+		last int64
+	}
+	var cands []cand
+	var trimmedAt time.Time
+	var trimmedCount int64
+	for {
+		select {
+		case <-r.reaperStop:
+			return
+		case <-t.C:
+		}
+		// Freed Automerge documents stay in the C allocator's arenas
+		// until trimmed; do it after many left memory, at most every 5s.
+		if n := r.released.Load(); n-trimmedCount >= 100 && time.Since(trimmedAt) >= 5*time.Second {
+			crdt.ReleaseMemory()
+			trimmedAt, trimmedCount = time.Now(), n
+		}
+		over := r.Live() - r.cfg.MaxLiveDocuments
+		if over <= 0 {
+			continue
+		}
+		cutoff := time.Now().Add(-reapQuiet).UnixNano()
+		cands = cands[:0]
+		r.mu.Lock()
+		for _, o := range r.docs {
+			if last := o.lastActive.Load(); last <= cutoff && !o.sleeping.Load() {
+				cands = append(cands, cand{o, last})
+			}
+		}
+		r.mu.Unlock()
+		slices.SortFunc(cands, func(a, b cand) int { return cmp.Compare(a.last, b.last) })
+		// Ask a few more than needed: some cannot hibernate, some already do.
+		for i := 0; i < len(cands) && i < over+over/4+16; i++ {
+			select {
+			case cands[i].o.sleepReq <- struct{}{}:
+			default:
+			}
+		}
+	}
 }

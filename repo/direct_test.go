@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandemsync/tandem/crdt"
 	"github.com/tandemsync/tandem/persistence/memory"
@@ -171,4 +172,77 @@ func sortHashes(hs []crdt.Hash) []crdt.Hash {
 	out := slices.Clone(hs)
 	slices.SortFunc(out, func(a, b crdt.Hash) int { return strings.Compare(a.String(), b.String()) })
 	return out
+}
+
+// TestHibernateWithPeersAttached: a document two clients sync, untouched for
+// a while, leaves the server's memory while the clients stay connected, and
+// comes back on the next change without a new Automerge session.
+func TestHibernateWithPeersAttached(t *testing.T) {
+	ctx := ctxT(t)
+	srv := newRepo(t, memory.New(), func(c *repo.Config) { c.HibernateAfter = 20 * time.Millisecond })
+	a, b := clientRepo(t), clientRepo(t)
+	pair(t, srv, a)
+	pair(t, srv, b)
+	ha, err := a.CreateJSON(ctx, []byte(`{"n":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hb, err := b.Find(ctx, ha.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 3; round++ {
+		waitFor(t, func() bool { return srv.Live() == 0 }, "the server document hibernates")
+		if st := srv.Stats(); st.Peers != 2 {
+			t.Fatalf("peers %d, want 2 still connected", st.Peers)
+		}
+		before := srv.Stats()
+		if _, err := ha.Set(ctx, "/n", round); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { v, _ := hb.Get(ctx, "/n"); return fmt.Sprint(v) == fmt.Sprint(round) }, "b gets the change")
+		after := srv.Stats()
+		if after.SessionIn != before.SessionIn || after.SessionOut != before.SessionOut {
+			t.Fatalf("round %d: Automerge sessions were needed after waking: %+v then %+v", round, before, after)
+		}
+	}
+}
+
+// TestMaxLiveDocuments: a client that syncs many documents leaves at most
+// about MaxLiveDocuments of them in the server's memory, all still synced.
+func TestMaxLiveDocuments(t *testing.T) {
+	ctx := ctxT(t)
+	srv := newRepo(t, memory.New(), func(c *repo.Config) { c.MaxLiveDocuments = 5 })
+	a := clientRepo(t)
+	pair(t, srv, a)
+	var hs []*repo.DocHandle
+	for i := range 30 {
+		h, err := a.CreateJSON(ctx, []byte(fmt.Sprintf(`{"i":%d}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	for _, h := range hs {
+		if err := h.WaitSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return srv.Live() <= 5 }, "live documents down to the bound")
+	// Every one still syncs: change each and see it on the server.
+	for i, h := range hs {
+		if _, err := h.Set(ctx, "/i", i+100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, h := range hs {
+		sh, err := srv.Find(ctx, h.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { v, _ := sh.Get(ctx, "/i"); return fmt.Sprint(v) == fmt.Sprint(i+100) }, "server has the change")
+	}
 }

@@ -87,6 +87,7 @@ type Stats struct {
 	Peers         int   // connected now
 	PeersTotal    int64 // handshakes completed
 	LiveDocuments int   // documents in memory
+	Hibernating   int   // documents peers sync that are out of memory (Config.HibernateAfter)
 	MessagesIn    int64
 	MessagesOut   int64
 	BytesIn       int64 // sync and ephemeral payload bytes received
@@ -105,7 +106,7 @@ func (r *Repo) Stats() Stats {
 	peers := len(n.peers)
 	n.mu.Unlock()
 	return Stats{
-		Peers: peers, PeersTotal: n.stats.peersTotal.Load(), LiveDocuments: r.Live(),
+		Peers: peers, PeersTotal: n.stats.peersTotal.Load(), LiveDocuments: r.Live(), Hibernating: int(r.hibernated.Load()),
 		MessagesIn: n.stats.msgsIn.Load(), MessagesOut: n.stats.msgsOut.Load(),
 		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(), SyncOut: n.stats.syncOut.Load(),
 		DirectIn: n.stats.directIn.Load(), DirectOut: n.stats.directOut.Load(),

@@ -57,8 +57,11 @@ type owner struct {
 	warnedSize    bool            // the size warning was logged
 	remoteArrived bool            // remote changes applied since the last flush
 	coalesce      coalesceState
-	direct        directState // see direct.go
-	asleep        bool        // hibernating: doc dropped, peers kept (see hibernate)
+	direct        directState   // see direct.go
+	asleep        bool          // hibernating: doc dropped, peers kept (see hibernate)
+	sleepReq      chan struct{} // Repo.reap asks it to hibernate
+	lastActive    atomic.Int64  // unix ns of the last batch, for Repo.reap
+	sleeping      atomic.Bool   // asleep, for Repo.reap
 
 	headsCache []crdt.Hash // valid while headsValid; saves cgo calls
 	headsValid bool
@@ -81,12 +84,13 @@ func newOwner(r *Repo, id crdt.DocumentID) *owner {
 	return &owner{
 		repo:       r,
 		id:         id,
-		inbox:      make(chan op, 1024),
+		inbox:      make(chan op, 64), // small: an idle document costs its buffer
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 		subs:       make(map[*Subscription]struct{}),
 		peers:      make(map[*peer]*peerDoc),
 		dirtyPeers: make(map[*peer]struct{}),
+		sleepReq:   make(chan struct{}, 1),
 	}
 }
 
@@ -173,6 +177,7 @@ func (o *owner) run() {
 		period = h
 	}
 	quietSince := time.Now()
+	o.lastActive.Store(quietSince.UnixNano())
 	idle := time.NewTimer(period)
 	defer idle.Stop()
 	batch := make([]op, 0, 16)
@@ -198,7 +203,13 @@ func (o *owner) run() {
 			o.publishStatus()
 			o.maybeCompact()
 			quietSince = time.Now()
+			o.lastActive.Store(quietSince.UnixNano())
 			idle.Reset(period)
+		case <-o.sleepReq:
+			// The repo is over MaxLiveDocuments (see Repo.reap).
+			if time.Since(quietSince) >= reapQuiet {
+				o.hibernate()
+			}
 		case <-o.coalesce.timerC():
 			o.mutated()
 			o.settle()
@@ -207,6 +218,9 @@ func (o *owner) run() {
 		case <-idle.C:
 			quiet := time.Since(quietSince)
 			if quiet >= o.repo.cfg.IdleTimeout && !o.coalesce.active() && o.repo.tryEvict(o) {
+				if o.doc != nil {
+					o.repo.released.Add(1)
+				}
 				o.shutdown()
 				return
 			}

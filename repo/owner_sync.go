@@ -128,6 +128,7 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	}
 	o.mutated()
 	if err != nil {
+		o.repo.obs.ChangesRejected(max(msg.NChanges(), 1), RejectInvalid)
 		log.Info("rejected sync message", "doc", o.id, "peer", p.id, "err", err)
 		p.sendError(fmt.Sprintf("invalid sync message for %s", o.id))
 		return

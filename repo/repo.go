@@ -30,6 +30,12 @@ type Config struct {
 	// a server whose clients hold many documents open. Default 10s;
 	// negative turns it off.
 	HibernateAfter time.Duration
+	// MaxLiveDocuments is a soft bound on documents in memory: above it,
+	// documents that could hibernate and have been quiet for a second do
+	// so at once, least recently active first. It keeps a server's memory
+	// bounded while a client pushes thousands of documents. Default 1000;
+	// negative: no bound.
+	MaxLiveDocuments int
 	// MaxBatch bounds how many queued operations a document applies before
 	// it persists once. Default 256.
 	MaxBatch int
@@ -93,6 +99,9 @@ func (c *Config) setDefaults() {
 	if c.HibernateAfter == 0 {
 		c.HibernateAfter = 10 * time.Second
 	}
+	if c.MaxLiveDocuments == 0 {
+		c.MaxLiveDocuments = 1000
+	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 256
 	}
@@ -141,6 +150,9 @@ type Repo struct {
 	net *network
 
 	hibernated atomic.Int64 // owners whose document is out of memory
+	released   atomic.Int64 // documents dropped from memory so far (see reap)
+
+	reaperStop, reaperDone chan struct{} // see reap
 
 	client clientState
 	connMu sync.Mutex
@@ -177,6 +189,13 @@ func New(cfg Config) (*Repo, error) {
 		r.obs = NopObserver{}
 	}
 	r.net = newNetwork(r)
+	r.reaperStop = make(chan struct{})
+	r.reaperDone = make(chan struct{})
+	if cfg.MaxLiveDocuments > 0 && cfg.HibernateAfter > 0 {
+		go r.reap()
+	} else {
+		close(r.reaperDone)
+	}
 	return r, nil
 }
 
@@ -345,6 +364,8 @@ func (r *Repo) Close(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 
+	close(r.reaperStop)
+	<-r.reaperDone
 	r.net.close()
 	for _, o := range owners {
 		o.stop()
