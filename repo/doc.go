@@ -13,7 +13,21 @@
 // ClientSharePolicy. The wire protocol is automerge-repo's, so JavaScript
 // automerge-repo peers interoperate unchanged.
 //
+// Sync has two paths. Automerge's sync session (Bloom filters, needs)
+// finds out what a peer lacks, at a cost that grows with the document's
+// history. Once a peer's heads are known, the direct path takes over: every
+// flushed batch goes to it as one message carrying just the new changes, and
+// its messages whose changes fit on our history are applied without the
+// session, both at the cost of the changes. The messages are ordinary
+// Automerge sync messages, so JavaScript peers need nothing special; any
+// doubt sends the peer back to its session. Stats counts both paths;
+// Config.SessionsOnly turns the direct path off.
+//
 // Documents nobody uses (no handle call in flight, no subscription, no
 // connected peer syncing them) are evicted from memory after
-// Config.IdleTimeout and loaded again lazily.
+// Config.IdleTimeout and loaded again lazily. Documents that only peers
+// hold, and that every such peer has in full, hibernate after
+// Config.HibernateAfter (sooner when more than Config.MaxLiveDocuments are
+// in memory): the document leaves memory, the peers stay attached with the
+// few hashes the direct path needs, and the next message loads it again.
 package repo
