@@ -11,6 +11,7 @@ import (
 
 // lookup returns the value at tokens, or ErrPathNotFound.
 func (d *Doc) lookup(tokens []string) (*automerge.Value, error) {
+	noteForeign(resultCost * (len(tokens) + 1))
 	cur := d.am.Root()
 	for i, tok := range tokens {
 		next, err := child(cur, tok)

@@ -124,6 +124,7 @@ func Load(data []byte) (*Doc, error) {
 // chunk it cannot parse; here the framing and checksums of every chunk are
 // checked first, and bad bytes give ErrCorrupt with d unchanged.
 func (d *Doc) LoadIncremental(data []byte) error {
+	noteForeign(len(data))
 	if len(data) == 0 {
 		return nil
 	}
@@ -160,6 +161,7 @@ func (d *Doc) LoadIncremental(data []byte) error {
 
 // hasChange reports whether the change is applied (not merely queued).
 func (d *Doc) hasChange(h automerge.ChangeHash) bool {
+	noteForeign(changeCost)
 	_, err := d.am.Change(h)
 	return err == nil
 }
@@ -245,6 +247,7 @@ func (d *Doc) Save() []byte {
 		d.saved = d.am.Heads()
 		return nil
 	})
+	noteForeign(len(out))
 	return out
 }
 
@@ -263,6 +266,7 @@ func (d *Doc) SaveIncremental() []byte {
 		}
 		out = automerge.SaveChanges(cs)
 		d.saved = heads
+		noteForeign(changeCost*len(cs) + len(out))
 		return nil
 	})
 	return out
@@ -272,6 +276,7 @@ func (d *Doc) SaveIncremental() []byte {
 // Automerge returns them; empty for a document without changes. While
 // writes are pending it returns the heads of the committed state.
 func (d *Doc) Heads() []Hash {
+	noteForeign(resultCost)
 	if d.dirty {
 		return fromAMHashes(d.base)
 	}
@@ -324,6 +329,7 @@ func (d *Doc) Commit(msg string) (CommitInfo, bool, error) {
 }
 
 func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
+	noteForeign(2 * changeCost)
 	if !d.dirty && !allowEmpty {
 		return CommitInfo{}, false, nil
 	}
@@ -428,6 +434,7 @@ func (d *Doc) History() ([]ChangeInfo, error) {
 		return nil, err
 	}
 	var out []ChangeInfo
+	defer func() { noteForeign(changeCost * len(out)) }()
 	err := guard(ErrCorrupt, "history", func() error {
 		cs, err := d.am.Changes()
 		if err != nil {
@@ -457,6 +464,7 @@ func (d *Doc) History() ([]ChangeInfo, error) {
 // committed first) that writes as a new random actor. The copy starts with
 // nothing saved, so its first SaveIncremental returns its whole history.
 func (d *Doc) Fork() (*Doc, error) {
+	noteForeign(64 << 10) // a whole document, freed by a finalizer
 	if err := d.flush(); err != nil {
 		return nil, err
 	}
@@ -504,6 +512,7 @@ func (d *Doc) ChangesSince(heads []Hash) ([]byte, error) {
 			return err
 		}
 		out = automerge.SaveChanges(cs)
+		noteForeign(changeCost*len(cs) + len(out))
 		return nil
 	})
 	return out, err

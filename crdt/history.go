@@ -10,6 +10,7 @@ import (
 // historical view), writing as a new random actor. Every hash must be a
 // change of d (ErrInvalidHash otherwise). Costs about the document's history.
 func (d *Doc) ForkAt(heads []Hash) (*Doc, error) {
+	noteForeign(64 << 10) // a whole document, freed by a finalizer
 	if err := d.flush(); err != nil {
 		return nil, err
 	}
@@ -55,6 +56,7 @@ func (d *Doc) HashesSince(heads []Hash) ([]Hash, error) {
 		if err != nil {
 			return err
 		}
+		noteForeign(changeCost * len(cs))
 		out = make([]Hash, len(cs))
 		for i, c := range cs {
 			out[i] = Hash(c.Hash())
@@ -88,6 +90,7 @@ func (d *Doc) PushMessage(theirHeads []Hash) ([]byte, error) {
 		if err != nil {
 			return err
 		}
+		noteForeign(changeCost * len(cs))
 		for _, c := range cs {
 			changes = append(changes, c.Save())
 		}

@@ -66,6 +66,7 @@ func (s *SyncState) attach() { s.ss.Doc = s.doc.am }
 // session from that message, that asks for what is missing; at most once
 // per set of missing heads, so two peers never ping-pong.
 func (s *SyncState) Generate() ([]byte, bool) {
+	noteForeign(changeCost)
 	if err := s.doc.flush(); err != nil {
 		return nil, false
 	}
@@ -124,6 +125,7 @@ func (s *SyncState) recover() []byte {
 // are committed first. Bad bytes give ErrInvalidSync and leave the
 // document unchanged.
 func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
+	noteForeign(changeCost + len(msg))
 	hdr, err := parseSyncMessage(msg)
 	if err != nil {
 		return SyncResult{}, err

@@ -162,6 +162,7 @@ func normalizeNumber(s string) (any, error) {
 
 // viewOf reads an Automerge value as a JSON-compatible Go value.
 func viewOf(v *automerge.Value) (any, error) {
+	noteForeign(resultCost)
 	switch v.Kind() {
 	case automerge.KindMap:
 		vals, err := v.Map().Values()
