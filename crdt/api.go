@@ -47,7 +47,7 @@ type CommitInfo struct {
 // SyncResult is what SyncState.Receive reports.
 type SyncResult struct {
 	Heads    []Hash // the heads the remote peer advertised in this message
-	Changes  []byte // the changes carried by the message, concatenated (empty if none); persistable chunk
+	Changes  []byte // the changes the message carried that the document lacked, concatenated; persistable chunks
 	NChanges int
 	Changed  bool // the local document's heads changed
 }

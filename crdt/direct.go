@@ -80,17 +80,10 @@ func (d *Doc) ApplyDirectly(m *SyncMessage) (SyncResult, error) {
 	if !d.CanApplyDirectly(m) {
 		return SyncResult{}, fmt.Errorf("%w: message cannot be applied directly", ErrInvalidSync)
 	}
-	res := SyncResult{Heads: m.hdr.heads, NChanges: len(m.hdr.changes)}
-	if len(m.hdr.changes) == 0 {
+	res := SyncResult{Heads: m.hdr.heads}
+	res.Changes, res.NChanges = newChanges(d, m.hdr.changes)
+	if res.NChanges == 0 {
 		return res, nil
-	}
-	n := 0
-	for _, c := range m.hdr.changes {
-		n += len(c.raw)
-	}
-	res.Changes = make([]byte, 0, n)
-	for _, c := range m.hdr.changes {
-		res.Changes = append(res.Changes, c.raw...)
 	}
 	before := d.am.Heads()
 	if err := d.LoadIncremental(res.Changes); err != nil {
@@ -98,6 +91,25 @@ func (d *Doc) ApplyDirectly(m *SyncMessage) (SyncResult, error) {
 	}
 	res.Changed = !sameHeads(before, d.am.Heads())
 	return res, nil
+}
+
+// newChanges returns the changes d does not have yet, concatenated, and
+// their number: a peer that sends changes again must not make us store or
+// forward them again.
+func newChanges(d *Doc, cs []changeChunk) ([]byte, int) {
+	var out []byte
+	n := 0
+	for _, c := range cs {
+		if d.hasChange(c.hash) {
+			continue
+		}
+		if _, queued := d.queued[c.hash]; queued {
+			continue
+		}
+		out = append(out, c.raw...)
+		n++
+	}
+	return out, n
 }
 
 // HasQueued reports whether changes wait inside Automerge for missing

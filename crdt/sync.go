@@ -137,6 +137,7 @@ func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
 		return SyncResult{}, err
 	}
 	var res SyncResult
+	fresh, nFresh := newChanges(s.doc, hdr.changes)
 	err = guard(ErrInvalidSync, "receive", func() error {
 		before := s.doc.am.Heads()
 		s.attach()
@@ -151,13 +152,10 @@ func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
 	}
 	res.Heads = hdr.heads
 	if len(hdr.changes) > 0 {
-		// The changes exactly as they came, each a change chunk: what
-		// automerge.SaveChanges of the message's changes gives, without
-		// another trip through cgo.
-		res.NChanges = len(hdr.changes)
-		for _, c := range hdr.changes {
-			res.Changes = append(res.Changes, c.raw...)
-		}
+		// The new changes exactly as they came, each a change chunk:
+		// what automerge.SaveChanges of them gives, without another trip
+		// through cgo.
+		res.Changes, res.NChanges = fresh, nFresh
 		s.doc.trackQueued(hdr.changes)
 	}
 	// Keep the message without its changes for Generate's stall recovery.

@@ -155,6 +155,18 @@ func (s *Server) find(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	return h, true
 }
 
+// openDoc is the prologue of a handler acting on an existing document:
+// check the token for need on id, then find the document. ok false: the
+// answer (401, 403, 404 or 500) was written.
+func (s *Server) openDoc(ctx context.Context, w http.ResponseWriter, r *http.Request, id crdt.DocumentID, need auth.Perm) (*auth.Claims, *repo.DocHandle, bool) {
+	c, ok := s.authorizeDoc(w, r, id, need)
+	if !ok {
+		return nil, nil, false
+	}
+	h, ok := s.find(ctx, w, r, id)
+	return c, h, ok
+}
+
 // docError answers an error of reading or finding a document.
 func (s *Server) docError(w http.ResponseWriter, r *http.Request, id crdt.DocumentID, err error) {
 	switch {
@@ -225,6 +237,30 @@ func setETag(w http.ResponseWriter, hs []crdt.Hash) { w.Header().Set("ETag", eta
 
 var errHeadsMismatch = errors.New("heads mismatch")
 
+// headsParam parses ?heads= (a historical view: change hashes as hex or
+// base58check, "|" or ","-separated). at is nil without the parameter; ok
+// false: 400 was written.
+func headsParam(w http.ResponseWriter, r *http.Request) (at []crdt.Hash, ok bool) {
+	if !r.URL.Query().Has("heads") {
+		return nil, true
+	}
+	for _, part := range strings.FieldsFunc(r.URL.Query().Get("heads"), func(c rune) bool { return c == '|' || c == ',' }) {
+		hh, err := crdt.ParseHash(part)
+		if err != nil {
+			if hh, err = crdt.ParseBase58Hash(part); err != nil {
+				writeProblem(w, http.StatusBadRequest, "invalid-heads", fmt.Sprintf("%q is not a change hash (hex or base58check)", part))
+				return nil, false
+			}
+		}
+		at = append(at, hh)
+	}
+	if len(at) == 0 {
+		writeProblem(w, http.StatusBadRequest, "invalid-heads", "heads is empty")
+		return nil, false
+	}
+	return at, true
+}
+
 // handleDoc: GET reads the document (or the value at ?path=) as JSON,
 // PATCH applies a JSON Patch as one change, DELETE removes it.
 func (s *Server) handleDoc(w http.ResponseWriter, r *http.Request) {
@@ -239,23 +275,9 @@ func (s *Server) handleDoc(w http.ResponseWriter, r *http.Request) {
 		if _, ok := s.authorizeDoc(w, r, id, auth.Read); !ok {
 			return
 		}
-		var at []crdt.Hash
-		if r.URL.Query().Has("heads") {
-			// A historical view: heads as hex or base58check, "|" or ","-separated.
-			for _, part := range strings.FieldsFunc(r.URL.Query().Get("heads"), func(c rune) bool { return c == '|' || c == ',' }) {
-				hh, err := crdt.ParseHash(part)
-				if err != nil {
-					if hh, err = crdt.ParseBase58Hash(part); err != nil {
-						writeProblem(w, http.StatusBadRequest, "invalid-heads", fmt.Sprintf("%q is not a change hash (hex or base58check)", part))
-						return
-					}
-				}
-				at = append(at, hh)
-			}
-			if len(at) == 0 {
-				writeProblem(w, http.StatusBadRequest, "invalid-heads", "heads is empty")
-				return
-			}
+		at, ok := headsParam(w, r)
+		if !ok {
+			return
 		}
 		h, ok := s.find(ctx, w, r, id)
 		if !ok {
@@ -339,11 +361,8 @@ func (s *Server) handleDoc(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, out)
 	case http.MethodDelete:
-		c, ok := s.authorizeDoc(w, r, id, auth.Admin)
+		c, _, ok := s.openDoc(ctx, w, r, id, auth.Admin)
 		if !ok {
-			return
-		}
-		if _, ok := s.find(ctx, w, r, id); !ok {
 			return
 		}
 		if err := s.cfg.Repo.Delete(ctx, id); err != nil {
@@ -377,12 +396,9 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, ok := s.authorizeDoc(w, r, id, auth.Read); !ok {
-		return
-	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	h, ok := s.find(ctx, w, r, id)
+	_, h, ok := s.openDoc(ctx, w, r, id, auth.Read)
 	if !ok {
 		return
 	}
@@ -410,10 +426,7 @@ func (s *Server) handleBinary(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if _, ok := s.authorizeDoc(w, r, id, auth.Read); !ok {
-			return
-		}
-		h, ok := s.find(ctx, w, r, id)
+		_, h, ok := s.openDoc(ctx, w, r, id, auth.Read)
 		if !ok {
 			return
 		}

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -95,6 +98,23 @@ func (s *Server) authProblem(w http.ResponseWriter, r *http.Request, err error) 
 	writeProblem(w, http.StatusUnauthorized, "unauthorized", detail)
 }
 
+// requireMetricsToken guards the public /metrics with Config.MetricsToken.
+func (s *Server) requireMetricsToken(next http.Handler) http.Handler {
+	if s.cfg.MetricsToken == "" {
+		return next
+	}
+	want := []byte(s.cfg.MetricsToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(bearer(r)), want) != 1 {
+			s.log.Info("metrics request refused", "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tandem-metrics"`)
+			writeProblem(w, http.StatusUnauthorized, "unauthorized", "/metrics needs Authorization: Bearer <the metrics token>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // access is what one request may do to one document: ok false means the
 // response (401, 404 or 403) was written.
 func (s *Server) authorizeDoc(w http.ResponseWriter, r *http.Request, id crdt.DocumentID, need auth.Perm) (*auth.Claims, bool) {
@@ -185,11 +205,14 @@ func (s *Server) untrack(cs *connState) {
 
 // Revoke revokes a token id and closes every connection that uses it. until
 // is when the revocation may be forgotten (zero: the latest expiry of the
-// connections using it, or never if there are none). It reports how many
-// connections it closed. Without auth it does nothing.
-func (s *Server) Revoke(jti string, until time.Time) int {
+// connections using it, or never if there are none). With Config.Store the
+// revocation is saved there and survives a restart. It reports how many
+// connections it closed; an error means the revocation holds (and the
+// connections are closed) but could not be saved. Without auth it does
+// nothing.
+func (s *Server) Revoke(ctx context.Context, jti string, until time.Time) (int, error) {
 	if s.cfg.Auth == nil || jti == "" {
-		return 0
+		return 0, nil
 	}
 	s.mu.Lock()
 	if until.IsZero() {
@@ -209,7 +232,16 @@ func (s *Server) Revoke(jti string, until time.Time) int {
 	}
 	s.mu.Unlock()
 	s.log.Info("token revoked", "jti", jti, "connections_closed", n)
-	return n
+	// Saved after the connections are closed, so a slow store does not
+	// delay that. Each save writes the whole list as it is when the save
+	// starts, one save at a time, so the last one holds every revocation.
+	s.revMu.Lock()
+	err := s.saveRevocations(ctx)
+	s.revMu.Unlock()
+	if err != nil {
+		s.log.Error("token revocation not saved: a restart would forget it", "jti", jti, "err", err)
+	}
+	return n, err
 }
 
 type revokeRequest struct {
@@ -246,7 +278,11 @@ func (s *Server) handleRevocations(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, http.StatusUnprocessableEntity, "invalid-request", `"jti" is required`)
 			return
 		}
-		n := s.Revoke(req.JTI, req.Until)
+		n, err := s.Revoke(context.WithoutCancel(r.Context()), req.JTI, req.Until) // saved even if the caller hangs up
+		if err != nil {
+			writeProblem(w, http.StatusInternalServerError, "not-saved", fmt.Sprintf("the token is revoked and its %d connections closed, but the revocation could not be saved: a restart would forget it", n))
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"jti": req.JTI, "connections_closed": n})
 	default:
 		methodNotAllowed(w, "GET, HEAD, POST")

@@ -14,7 +14,14 @@
 // document it does not cover is doc-unavailable (404 over REST), a read
 // peer's changes are rejected. A connection closes when its token expires,
 // and at once when its token id is revoked (Server.Revoke, or POST
-// /api/revocations with admin on "*").
+// /api/revocations with admin on "*"); with Config.Store the revocation
+// survives a restart. Config.MetricsToken puts /metrics (not the admin
+// listener's) behind a bearer token of its own.
+//
+// Between each WebSocket and the Repo the server slows a peer that sends
+// more payload bytes per second than Config.BytesPerSecond, and closes a
+// peer that broke one of the Repo's limits (repo.PeerConfig: message rate,
+// documents per connection) with WebSocket close code 1008.
 //
 // Shutdown is graceful: cancel the context given to Serve and the server
 // stops accepting, closes every sync connection and waits for its handlers;

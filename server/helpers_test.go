@@ -41,12 +41,13 @@ func ctxT(t *testing.T) context.Context {
 
 func startServer(t *testing.T, withAuth bool, tune func(*server.Config)) *testServer {
 	t.Helper()
-	r, err := repo.New(repo.Config{Store: memory.New()})
+	obs := server.NewObserver()
+	r, err := repo.New(repo.Config{Store: memory.New(), Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := &testServer{t: t, repo: r}
-	cfg := server.Config{Repo: r}
+	cfg := server.Config{Repo: r, Observer: obs}
 	if withAuth {
 		a, err := auth.New(auth.Config{Secret: testSecret})
 		if err != nil {

@@ -33,6 +33,9 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if s.cfg.Observer != nil {
+		m.reg.MustRegister(s.cfg.Observer)
+	}
 	return m
 }
 
@@ -49,11 +52,13 @@ var (
 	descBytesIn      = prometheus.NewDesc("tandem_received_bytes_total", "Sync and ephemeral payload bytes received from peers.", nil, nil)
 	descBytesOut     = prometheus.NewDesc("tandem_sent_bytes_total", "Sync and ephemeral payload bytes sent to peers.", nil, nil)
 	descSyncOut      = prometheus.NewDesc("tandem_sync_messages_generated_total", "Sync messages generated for peers.", nil, nil)
+	descSyncPath     = prometheus.NewDesc("tandem_sync_path_messages_total", "Sync messages by how they were made or taken: on the direct path (cost: the changes) or by an Automerge session (cost: the history).", []string{"path", "direction"}, nil)
+	descHibernating  = prometheus.NewDesc("tandem_documents_hibernating", "Documents peers still sync that are out of memory until used again.", nil, nil)
 	descAuthFailures = prometheus.NewDesc("tandem_auth_failures_total", "Requests and connections refused for a missing, invalid, expired or revoked token.", nil, nil)
 )
 
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descPeers, descPeersTotal, descLiveDocs, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descSyncOut, descAuthFailures} {
+	for _, d := range []*prometheus.Desc{descConnections, descPeers, descPeersTotal, descLiveDocs, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descSyncOut, descAuthFailures, descSyncPath, descHibernating} {
 		ch <- d
 	}
 }
@@ -73,6 +78,13 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytesIn, float64(st.BytesIn))
 	counter(descBytesOut, float64(st.BytesOut))
 	counter(descSyncOut, float64(st.SyncOut))
+	for _, x := range []struct {
+		v               int64
+		path, direction string
+	}{{st.DirectIn, "direct", "in"}, {st.DirectOut, "direct", "out"}, {st.SessionIn, "session", "in"}, {st.SessionOut, "session", "out"}} {
+		ch <- prometheus.MustNewConstMetric(descSyncPath, prometheus.CounterValue, float64(x.v), x.path, x.direction)
+	}
+	gauge(descHibernating, float64(st.Hibernating))
 	counter(descAuthFailures, float64(c.s.AuthFailures()))
 }
 

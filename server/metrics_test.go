@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -152,6 +153,18 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 			t.Errorf("%s did not move: %v -> %v", name, b, a)
 		}
 	}
+	pathSum := func(m scrape, dir string) float64 {
+		var n float64
+		for _, path := range []string{"direct", "session"} {
+			n += m.value(t, "tandem_sync_path_messages_total", "path", path, "direction", dir)
+		}
+		return n
+	}
+	for _, dir := range []string{"in", "out"} {
+		if a, b := pathSum(after, dir), pathSum(before, dir); a <= b {
+			t.Errorf("tandem_sync_path_messages_total{direction=%q} did not move: %v -> %v", dir, b, a)
+		}
+	}
 	if f := after["tandem_peer_handshakes_total"]; f.GetType() != dto.MetricType_COUNTER {
 		t.Errorf("tandem_peer_handshakes_total is a %v", f.GetType())
 	}
@@ -214,5 +227,146 @@ func TestAdminServesMetricsAndPprof(t *testing.T) {
 	// pprof is never on the main listener.
 	if r := ts.do(http.MethodGet, "/debug/pprof/", "", "", nil); r.code != http.StatusNotFound {
 		t.Errorf("main listener /debug/pprof/: %d, want 404", r.code)
+	}
+}
+
+// histogramCount is the sample count of a histogram without labels.
+func (s scrape) histogramCount(t *testing.T, name string) uint64 {
+	t.Helper()
+	f, ok := s[name]
+	if !ok {
+		t.Fatalf("no metric %s", name)
+	}
+	if f.GetType() != dto.MetricType_HISTOGRAM || len(f.GetMetric()) != 1 {
+		t.Fatalf("%s is a %v with %d series", name, f.GetType(), len(f.GetMetric()))
+	}
+	return f.GetMetric()[0].GetHistogram().GetSampleCount()
+}
+
+func TestEngineMetricsMoveWithTraffic(t *testing.T) {
+	ts := startServer(t, true, nil)
+	url := ts.base + "/metrics"
+	before := scrapeMetrics(t, url)
+	for _, c := range []struct{ name, label, value string }{
+		{"tandem_messages_received_by_type_total", "type", "sync"},
+		{"tandem_sent_bytes_by_type_total", "type", "doc-unavailable"},
+		{"tandem_changes_applied_total", "origin", "remote"},
+		{"tandem_changes_rejected_total", "reason", repo.RejectValidation},
+		{"tandem_peers_dropped_total", "reason", repo.DropOutboxFull},
+		{"tandem_changes_persisted_total", "", ""},
+	} {
+		if got := before.value(t, c.name, c.label, c.value); got != 0 {
+			t.Errorf("%s{%s=%q} = %v before any traffic", c.name, c.label, c.value, got)
+		}
+	}
+	for _, h := range []string{"tandem_persist_duration_seconds", "tandem_persist_batch_changes", "tandem_fanout_latency_seconds"} {
+		if n := before.histogramCount(t, h); n != 0 {
+			t.Errorf("%s count = %d before any traffic", h, n)
+		}
+	}
+
+	// A local change over REST.
+	admin, _ := ts.token("admin", time.Hour, map[string]auth.Perm{"*": auth.Admin})
+	created := ts.do(http.MethodPost, "/api/docs", admin, "application/json", []byte(`{"n":0}`))
+	if created.code != http.StatusCreated {
+		t.Fatalf("create: %d %s", created.code, created.body)
+	}
+	id := created.json(t)["id"].(string)
+	did, err := crdt.ParseDocumentID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ts.do(http.MethodPatch, "/api/docs/"+id, admin, ctPatch, []byte(`[{"op":"replace","path":"/n","value":1}]`)); r.code != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.code, r.body)
+	}
+
+	// A writer and a reader over real WebSockets; both change the document.
+	ctx := ctxT(t)
+	client := func(token string) *repo.DocHandle {
+		cr, err := repo.New(repo.Config{Store: memory.New(), Share: repo.ClientSharePolicy{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cr.Close(context.Background()) })
+		conn := cr.ConnectLoop(func(ctx context.Context) (transport.Conn, error) {
+			return ws.Dial(ctx, "ws://"+ts.addr+"/sync?token="+token, ws.Config{})
+		}, repo.ReconnectConfig{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+		t.Cleanup(conn.Close)
+		if err := conn.WaitConnected(ctx); err != nil {
+			t.Fatalf("client did not connect: %v", err)
+		}
+		h, err := cr.Find(ctx, did)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	writer := client(admin)
+	reader, _ := ts.token("reader", time.Hour, map[string]auth.Perm{id: auth.Read})
+	readOnly := client(reader)
+	if _, err := writer.Set(ctx, "/n", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readOnly.Set(ctx, "/n", 3); err != nil { // local only: the server refuses it
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the writer's change on the server", func() bool {
+		return strings.Contains(ts.docJSON(did), `"n":2`)
+	})
+
+	// Everything below happens soon after the changes, in no fixed order.
+	unmet := func(s scrape) []string {
+		var out []string
+		for _, c := range []struct {
+			name, label, value string
+			atLeast            float64
+		}{
+			{"tandem_messages_received_by_type_total", "type", "join", 2},
+			{"tandem_messages_received_by_type_total", "type", "sync", 2}, // the writer's and the reader's changes
+			{"tandem_messages_sent_by_type_total", "type", "peer", 2},
+			{"tandem_messages_sent_by_type_total", "type", "sync", 2},
+			{"tandem_messages_sent_by_type_total", "type", "error", 1}, // to the reader
+			{"tandem_received_bytes_by_type_total", "type", "sync", 1},
+			{"tandem_sent_bytes_by_type_total", "type", "sync", 1},
+			{"tandem_changes_applied_total", "origin", "local", 1},
+			{"tandem_changes_applied_total", "origin", "remote", 1},
+			{"tandem_changes_persisted_total", "", "", 2},
+			{"tandem_persisted_bytes_total", "", "", 1},
+			{"tandem_changes_rejected_total", "reason", repo.RejectReadOnly, 1},
+		} {
+			if got := s.value(t, c.name, c.label, c.value); got < c.atLeast {
+				out = append(out, fmt.Sprintf("%s{%s=%q} = %v, want >= %v", c.name, c.label, c.value, got, c.atLeast))
+			}
+		}
+		if n := s.histogramCount(t, "tandem_fanout_latency_seconds"); n < 1 {
+			out = append(out, "tandem_fanout_latency_seconds has no observations")
+		}
+		return out
+	}
+	var after scrape
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		after = scrapeMetrics(t, url)
+		missing := unmet(after)
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics did not move:\n%s", strings.Join(missing, "\n"))
+		}
+		<-tick.C
+	}
+	// Every durable append is one observation of both persistence histograms.
+	persists := after.histogramCount(t, "tandem_persist_duration_seconds")
+	if persists < 2 || after.histogramCount(t, "tandem_persist_batch_changes") != persists {
+		t.Errorf("persist histograms: %d durations, %d batch sizes", persists, after.histogramCount(t, "tandem_persist_batch_changes"))
+	}
+	if got := after.value(t, "tandem_changes_persisted_total"); got != after.value(t, "tandem_changes_applied_total") {
+		t.Errorf("persisted %v changes, applied %v", got, after.value(t, "tandem_changes_applied_total"))
+	}
+	if got := after.value(t, "tandem_peers_dropped_total"); got != 0 {
+		t.Errorf("tandem_peers_dropped_total = %v", got)
 	}
 }

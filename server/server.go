@@ -15,12 +15,20 @@ import (
 	"time"
 
 	"github.com/tandemsync/tandem/auth"
+	"github.com/tandemsync/tandem/persistence"
 	"github.com/tandemsync/tandem/repo"
 	"github.com/tandemsync/tandem/transport/ws"
 )
 
-// ErrInvalidConfig reports a bad Config.
-var ErrInvalidConfig = errors.New("server: invalid config")
+// Errors of New.
+var (
+	// ErrInvalidConfig reports a bad Config.
+	ErrInvalidConfig = errors.New("server: invalid config")
+	// ErrCorruptRevocations reports a stored revocation list (Config.Store)
+	// that cannot be read: the server refuses to start rather than let
+	// revoked tokens back in.
+	ErrCorruptRevocations = errors.New("server: stored token revocations are corrupt")
+)
 
 // Config configures a Server.
 type Config struct {
@@ -43,6 +51,26 @@ type Config struct {
 	RequestTimeout time.Duration
 	// TLS, when set, makes Serve speak HTTPS (and so WSS) on its listener.
 	TLS *tls.Config
+	// Observer, when set, adds its metrics to /metrics. Give the same one
+	// to the Repo (repo.Config.Observer), which feeds it; see NewObserver.
+	// nil: /metrics has only the totals the Repo always counts.
+	Observer *Observer
+	// BytesPerSecond bounds the sync and ephemeral payload bytes one
+	// connection may send per second (burst: one second's worth). A faster
+	// peer is slowed down, not cut off: the server reads its next message
+	// only once it is back under the rate. 0: DefaultBytesPerSecond;
+	// negative: no limit. (Messages per second and documents per
+	// connection are repo.PeerConfig's.)
+	BytesPerSecond int64
+	// MetricsToken, when set, is a bearer token that /metrics on the
+	// public listener requires (Authorization: Bearer MetricsToken); other
+	// requests get 401. AdminHandler's /metrics stays open: the admin
+	// address is private. Empty: /metrics is open.
+	MetricsToken string
+	// Store, when set (usually the Repo's store), keeps what the server
+	// must not forget in a restart: revoked token ids, until the tokens
+	// would have expired anyway. nil: revocations live in memory only.
+	Store persistence.Store
 }
 
 func (c *Config) validate() error {
@@ -71,6 +99,9 @@ func (c *Config) setDefaults() {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second
 	}
+	if c.BytesPerSecond == 0 {
+		c.BytesPerSecond = DefaultBytesPerSecond
+	}
 }
 
 // Server is Tandem's HTTP front: WebSocket sync at /sync (and on / for URLs
@@ -94,6 +125,7 @@ type Server struct {
 	ln      net.Listener
 
 	authFailures atomic.Int64
+	revMu        sync.Mutex // one save of the revocation list at a time
 }
 
 type connState struct {
@@ -115,8 +147,11 @@ func New(cfg Config) (*Server, error) {
 	s.routeAPI()
 	s.mux.HandleFunc("/", s.handleRoot)
 	s.metrics = newMetrics(s)
-	s.mux.Handle("/metrics", s.MetricsHandler())
+	s.mux.Handle("/metrics", s.requireMetricsToken(s.MetricsHandler()))
 	s.handler = s.instrument(s.mux)
+	if err := s.loadRevocations(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -204,7 +239,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	err = s.cfg.Repo.Accept(ctx, conn, acceptOptions(claims, "")...)
+	err = s.cfg.Repo.Accept(ctx, newLimitedConn(conn, s.cfg.BytesPerSecond, s.log), acceptOptions(claims, "")...)
 	s.log.Debug("connection ended", "remote", r.RemoteAddr, "who", subject(claims), "reason", err)
 }
 

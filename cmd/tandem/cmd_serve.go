@@ -26,8 +26,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxMsg := fs.Int64("max-message-size", 64<<20, "largest WebSocket message accepted, in bytes")
 	peerID := fs.String("peer-id", "", "the server's peer id (default: tandem-<random>)")
 	handshake := fs.Duration("handshake-timeout", 10*time.Second, "time a connection has to send join")
-	rate := fs.Float64("rate", 2000, "messages per second allowed per connection (burst: twice that)")
+	rate := fs.Float64("rate", 2000, "messages per second allowed per connection (burst: twice that); a faster peer is cut off (close code 1008)")
+	rateBytes := fs.Int64("rate-bytes", server.DefaultBytesPerSecond, "payload bytes per second allowed per connection (burst: one second's worth); a faster peer is slowed down")
 	maxDocs := fs.Int("max-docs-per-conn", 10000, "documents one connection may sync")
+	hibernate := fs.Duration("hibernate-after", 10*time.Second, "drop a document that every peer has in full from memory after this long untouched (peers stay attached; negative: never)")
+	maxLive := fs.Int("max-live-docs", 1000, "soft bound on documents in memory: above it, quiet documents hibernate after a second (negative: none)")
 	ping := fs.Duration("ping-interval", 5*time.Second, "WebSocket ping interval; a peer silent for two intervals is dropped")
 	secretFile := fs.String("auth-secret-file", "", "file holding the HS256 token secret (at least 32 bytes); every sync connection and REST request then needs a token")
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins (scheme://host[:port]) allowed to open WebSockets; empty or * allows any")
@@ -35,6 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	warnDoc := fs.Int64("warn-doc-size", 0, "log a warning when a document's stored size passes this many bytes (0: none)")
 	schemaFile := fs.String("schema", "", "JSON Schema file every document must match after every change (changes that break it are rejected)")
 	maxBody := fs.Int64("max-body-size", 8<<20, "largest REST JSON body accepted, in bytes (uploads of Automerge binaries: --max-message-size)")
+	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token that /metrics on --addr then requires (Authorization: Bearer TOKEN); /metrics on --admin-addr stays open")
 	adminAddr := fs.String("admin-addr", "", "separate listen address for /metrics and /debug/pprof/ (empty: off); keep it private")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file; with --tls-key the server speaks HTTPS and WSS")
 	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
@@ -57,8 +61,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
 	}
-	if *maxMsg <= 0 || *handshake <= 0 || *rate <= 0 || *maxDocs <= 0 || *ping <= 0 || *maxBody <= 0 {
-		return fmt.Errorf("%w: --max-message-size, --handshake-timeout, --rate, --max-docs-per-conn, --ping-interval and --max-body-size must be positive", errUsage)
+	if *maxMsg <= 0 || *handshake <= 0 || *rate <= 0 || *rateBytes <= 0 || *maxDocs <= 0 || *ping <= 0 || *maxBody <= 0 {
+		return fmt.Errorf("%w: --max-message-size, --handshake-timeout, --rate, --rate-bytes, --max-docs-per-conn, --ping-interval and --max-body-size must be positive", errUsage)
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together: give both or neither", errUsage)
@@ -83,6 +87,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	var metricsToken string
+	if *metricsTokenFile != "" {
+		b, err := os.ReadFile(*metricsTokenFile)
+		if err != nil {
+			return fmt.Errorf("read --metrics-token-file: %w", err)
+		}
+		if metricsToken = strings.TrimSpace(string(b)); metricsToken == "" {
+			return fmt.Errorf("%w: --metrics-token-file %s holds no token", errUsage, *metricsTokenFile)
+		}
+	}
+
 	var validate repo.Validator
 	if *schemaFile != "" {
 		b, err := os.ReadFile(*schemaFile)
@@ -103,9 +118,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("open store %s: %w", *data, err)
 	}
 	defer store.Close()
+	obs := server.NewObserver() // engine metrics for /metrics
 	r, err := repo.New(repo.Config{
-		Store: store, Logger: log, PeerID: *peerID, Validate: validate,
+		Store: store, Logger: log, PeerID: *peerID, Validate: validate, Observer: obs,
 		MaxDocumentBytes: *maxDoc, WarnDocumentBytes: *warnDoc,
+		HibernateAfter: *hibernate, MaxLiveDocuments: *maxLive,
 		Peers: repo.PeerConfig{HandshakeTimeout: *handshake, RatePerSecond: *rate, MaxDocuments: *maxDocs},
 	})
 	if err != nil {
@@ -120,7 +137,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *origins != "" {
 		wcfg.CheckOrigin = server.AllowOrigins(strings.Split(*origins, ","))
 	}
-	srv, err := server.New(server.Config{Repo: r, WS: wcfg, Logger: log, Auth: authority, MaxBodyBytes: *maxBody, MaxBinaryBytes: *maxMsg, TLS: tlsConfig})
+	srv, err := server.New(server.Config{Repo: r, WS: wcfg, Logger: log, Auth: authority, MaxBodyBytes: *maxBody, MaxBinaryBytes: *maxMsg, TLS: tlsConfig, BytesPerSecond: *rateBytes, MetricsToken: metricsToken, Store: store, Observer: obs})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/tandemsync/tandem/transport"
@@ -322,7 +323,8 @@ func (c *conn) shutdown(reason error) error {
 		c.log.Debug("ws: connection closed", "reason", reason)
 		if !c.writing.Load() {
 			// A close frame cannot be sent inside a message being written.
-			msg := websocket.FormatCloseMessage(closeCode(reason), "")
+			code := closeCode(reason)
+			msg := websocket.FormatCloseMessage(code, closeText(code, reason))
 			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
 		}
 		err = c.ws.Close()
@@ -338,6 +340,8 @@ func closeCode(reason error) int {
 		return websocket.CloseNormalClosure
 	case errors.Is(reason, transport.ErrTooLarge):
 		return websocket.CloseMessageTooBig
+	case errors.Is(reason, transport.ErrPolicyViolation):
+		return websocket.ClosePolicyViolation
 	case errors.Is(reason, transport.ErrTextFrame):
 		return websocket.CloseUnsupportedData
 	case errors.Is(reason, transport.ErrMalformed), errors.Is(reason, transport.ErrEmptyFrame),
@@ -345,6 +349,28 @@ func closeCode(reason error) int {
 		return websocket.CloseProtocolError
 	}
 	return websocket.CloseNormalClosure
+}
+
+// maxCloseText is the most text a close frame carries (RFC 6455 §5.5).
+const maxCloseText = 123
+
+// closeText is the reason sent in the close frame: for a limit the peer
+// broke, which one (for client authors reading captures); otherwise
+// nothing. It is cut at a rune boundary to stay valid UTF-8. (An oversized
+// message gets gorilla's own 1009 frame first.)
+func closeText(code int, reason error) string {
+	if reason == nil || code != websocket.ClosePolicyViolation {
+		return ""
+	}
+	s := strings.ToValidUTF8(reason.Error(), "?")
+	if len(s) <= maxCloseText {
+		return s
+	}
+	n := maxCloseText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func (c *conn) RemoteAddr() string { return c.remote }

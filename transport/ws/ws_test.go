@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/gorilla/websocket"
@@ -247,6 +249,25 @@ func TestTooLarge(t *testing.T) {
 	write(t, client, syncMsg(100))
 	if _, err := read(t, srv2); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A connection closed for a limit the peer broke tells the peer which
+// (close code 1008 with the reason as text, cut to a valid close frame).
+func TestPolicyViolationClose(t *testing.T) {
+	s := newServer(t, Config{})
+	raw := rawDial(t, s)
+	srv := s.accept(t)
+	reason := fmt.Errorf("%w: message rate over 200/s: %s", transport.ErrPolicyViolation, strings.Repeat("é", 100))
+	_ = srv.Close(reason)
+	_ = raw.SetReadDeadline(time.Now().Add(waitTimeout))
+	_, _, err := raw.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+		t.Fatalf("peer saw %v, want close 1008", err)
+	}
+	if !strings.HasPrefix(ce.Text, "transport: policy violation: message rate over 200/s") || len(ce.Text) > 123 || !utf8.ValidString(ce.Text) {
+		t.Fatalf("close text %q (%d bytes)", ce.Text, len(ce.Text))
 	}
 }
 
