@@ -99,6 +99,7 @@ func (o *owner) hibernate() {
 	o.direct.doc, o.direct.base = nil, heads
 	o.doc = nil
 	o.mutated()
+	o.noteSize()
 	o.setAsleep(true)
 	o.repo.log.Debug("hibernating", "doc", o.id, "peers", len(o.peers))
 }

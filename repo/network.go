@@ -88,11 +88,14 @@ type Stats struct {
 	PeersTotal    int64 // handshakes completed
 	LiveDocuments int   // documents in memory
 	Hibernating   int   // documents peers sync that are out of memory (Config.HibernateAfter)
-	MessagesIn    int64
-	MessagesOut   int64
-	BytesIn       int64 // sync and ephemeral payload bytes received
-	BytesOut      int64 // sync and ephemeral payload bytes sent
-	SyncOut       int64 // sync messages generated for peers
+	// LiveBytes is the stored (compressed) size of the documents in
+	// memory; their in-memory form is several times larger.
+	LiveBytes   int64
+	MessagesIn  int64
+	MessagesOut int64
+	BytesIn     int64 // sync and ephemeral payload bytes received
+	BytesOut    int64 // sync and ephemeral payload bytes sent
+	SyncOut     int64 // sync messages generated for peers
 	// Sync messages received and generated on the direct path (cost: the
 	// size of the changes) and by Automerge sync sessions (cost: the
 	// document's history); see the repo package documentation.
@@ -107,6 +110,7 @@ func (r *Repo) Stats() Stats {
 	n.mu.Unlock()
 	return Stats{
 		Peers: peers, PeersTotal: n.stats.peersTotal.Load(), LiveDocuments: r.Live(), Hibernating: int(r.hibernated.Load()),
+		LiveBytes:  r.liveBytes(),
 		MessagesIn: n.stats.msgsIn.Load(), MessagesOut: n.stats.msgsOut.Load(),
 		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(), SyncOut: n.stats.syncOut.Load(),
 		DirectIn: n.stats.directIn.Load(), DirectOut: n.stats.directOut.Load(),

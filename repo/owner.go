@@ -62,6 +62,7 @@ type owner struct {
 	sleepReq      chan struct{} // Repo.reap asks it to hibernate
 	lastActive    atomic.Int64  // unix ns of the last batch, for Repo.reap
 	sleeping      atomic.Bool   // asleep, for Repo.reap
+	memBytes      atomic.Int64  // stored size while in memory, for Repo.Stats
 
 	headsCache []crdt.Hash // valid while headsValid; saves cgo calls
 	headsValid bool
@@ -202,6 +203,7 @@ func (o *owner) run() {
 			_ = o.flush()
 			o.publishStatus()
 			o.maybeCompact()
+			o.noteSize()
 			quietSince = time.Now()
 			o.lastActive.Store(quietSince.UnixNano())
 			idle.Reset(period)
@@ -250,8 +252,18 @@ func (o *owner) run() {
 	}
 }
 
+// noteSize publishes the stored size of the document while it is in memory.
+func (o *owner) noteSize() {
+	var n int64
+	if o.doc != nil {
+		n = o.snapshotSize + o.chunkBytes
+	}
+	o.memBytes.Store(n)
+}
+
 func (o *owner) shutdown() {
 	o.setAsleep(false)
+	o.memBytes.Store(0)
 	for s := range o.subs {
 		s.closeWith(ErrClosed)
 	}

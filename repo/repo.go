@@ -341,6 +341,17 @@ func (r *Repo) List(ctx context.Context) ([]DocInfo, error) {
 	return out, err
 }
 
+// liveBytes sums the stored size of the documents in memory.
+func (r *Repo) liveBytes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n int64
+	for _, o := range r.docs {
+		n += o.memBytes.Load()
+	}
+	return n
+}
+
 // Live reports how many documents are currently held in memory.
 func (r *Repo) Live() int {
 	r.mu.Lock()

@@ -145,6 +145,9 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	if got := after.value(t, "tandem_peers"); got != 1 {
 		t.Errorf("tandem_peers = %v, want 1", got)
 	}
+	if got := after.value(t, "tandem_documents_in_memory_bytes"); got <= 0 {
+		t.Errorf("tandem_documents_in_memory_bytes = %v, want > 0", got)
+	}
 	if got := after.value(t, "tandem_documents_in_memory"); got < 2 {
 		t.Errorf("tandem_documents_in_memory = %v, want >= 2", got)
 	}
