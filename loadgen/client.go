@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tandemsync/tandem/crdt"
+	"github.com/tandemsync/tandem/persistence"
 	"github.com/tandemsync/tandem/persistence/memory"
 	"github.com/tandemsync/tandem/repo"
 	"github.com/tandemsync/tandem/transport"
@@ -17,12 +18,36 @@ import (
 // client is one simulated user: its own Repo (in memory) with one
 // connection to the server.
 type client struct {
-	r    *repo.Repo
-	conn *repo.Connection
+	r     *repo.Repo
+	conn  *repo.Connection
+	store persistence.Store
+	// changed is signalled (one slot: signals merge) when remote changes
+	// were applied to the client's documents.
+	changed chan struct{}
+}
+
+// arrivals signals a client's changed channel from its repo's observer.
+type arrivals struct {
+	repo.NopObserver
+	changed chan struct{}
+}
+
+func (a arrivals) ChangesApplied(_ int, remote bool) {
+	if remote {
+		select {
+		case a.changed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func dial(ctx context.Context, url string) (*client, error) {
-	r, err := repo.New(repo.Config{Store: memory.New(), Share: repo.ClientSharePolicy{}, IdleTimeout: time.Hour, ConflictWindow: -1})
+	store := memory.New()
+	changed := make(chan struct{}, 1)
+	r, err := repo.New(repo.Config{
+		Store: store, Share: repo.ClientSharePolicy{}, IdleTimeout: time.Hour, ConflictWindow: -1,
+		Observer: arrivals{changed: changed},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +62,7 @@ func dial(ctx context.Context, url string) (*client, error) {
 		}
 		return nil, fmt.Errorf("loadgen: connect to %s: %w", url, err)
 	}
-	return &client{r: r, conn: conn}, nil
+	return &client{r: r, conn: conn, store: store, changed: changed}, nil
 }
 
 func (c *client) close() {

@@ -41,15 +41,27 @@ type Config struct {
 
 	// Clients on the shared document (dashboard, ramp). Default 10.
 	Clients int
+	// Writers: only the first Writers clients of each document change it
+	// at Rate, the others only receive (a dashboard edited by a few and
+	// watched by many). Default 0: every client writes.
+	Writers int
 	// Widgets on each document. Default 20.
 	Widgets int
 	// Rate is changes per second per client. Default 2.
 	Rate float64
 	// Duration of the measured load (dashboard, rooms). Default 10s.
 	Duration time.Duration
+	// Warmup runs the same load this long before the measured Duration,
+	// without counting it (dashboard, rooms). Default 0.
+	Warmup time.Duration
 	// History: changes committed to a document before the run (a long
 	// history). Default 0.
 	History int
+	// Preload gives every client but the creator the initial document in
+	// its own store before it opens it (a returning automerge-repo user
+	// with local storage), instead of fetching it through the server.
+	// Default false.
+	Preload bool
 	// Docs: rooms (default 100) or documents to create (many-docs, default 1000).
 	Docs int
 	// RoomClients: clients per room. Default 3.
@@ -72,8 +84,18 @@ type Config struct {
 	// Timeout bounds the whole run. Default: the scenario's planned time
 	// plus 2 minutes.
 	Timeout time.Duration
-	// Concurrency bounds parallel dials and document operations during set-up. Default 32.
+	// Concurrency bounds parallel dials and document operations during
+	// set-up (in each worker process). Default 32.
 	Concurrency int
+	// Procs spreads the clients of dashboard, rooms and ramp over this
+	// many worker processes (WorkerCommand), so that the load is not
+	// bounded by what one process can drive. Default 1: every client in
+	// this process.
+	Procs int
+	// WorkerCommand starts one worker (a program that calls RunWorker on
+	// its stdin and stdout), e.g. {"/path/to/tandem", "bench-worker"}.
+	// Required when Procs > 1.
+	WorkerCommand []string
 	// Seed for the random choices (0: a fixed default, so runs repeat).
 	Seed int64
 	// Progress, when set, is told what the run is doing.
@@ -110,6 +132,7 @@ func (c *Config) setDefaults() {
 	def(&c.Load, 100)
 	def(&c.RampSteps, 10)
 	def(&c.Concurrency, 32)
+	def(&c.Procs, 1)
 	if c.Docs == 0 {
 		c.Docs = 100
 		if c.Scenario == ManyDocs {
@@ -147,7 +170,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Timeout == 0 {
-		planned := c.Duration + c.Drain
+		planned := c.Warmup + c.Duration + 2*c.Drain
 		if c.Scenario == Ramp {
 			planned = time.Duration(c.RampSteps) * (c.StepDuration + c.Drain)
 		}
@@ -166,6 +189,7 @@ const (
 	maxSizeMB   = 1024
 	maxSteps    = 100
 	maxChanges  = 50_000_000 // planned changes in one run
+	maxProcs    = 64
 )
 
 func (c *Config) validate() error {
@@ -181,12 +205,16 @@ func (c *Config) validate() error {
 		return bad("no server: set Server or Spawn")
 	case c.Clients < 2 || c.Clients > maxClients:
 		return bad("clients %d: want 2..%d", c.Clients, maxClients)
+	case c.Writers < 0 || c.Writers > maxClients:
+		return bad("writers %d: want 0 (every client) or 1..%d", c.Writers, maxClients)
 	case c.Widgets < 1 || c.Widgets > maxWidgets:
 		return bad("widgets %d: want 1..%d", c.Widgets, maxWidgets)
 	case !(c.Rate > 0 && c.Rate <= maxRate):
 		return bad("rate %v: want > 0 and <= %d", c.Rate, maxRate)
 	case c.Duration <= 0 || c.Duration > maxDuration:
 		return bad("duration %v: want > 0 and <= %v", c.Duration, maxDuration)
+	case c.Warmup < 0 || c.Warmup > maxDuration:
+		return bad("warm-up %v: want 0..%v", c.Warmup, maxDuration)
 	case c.History < 0 || c.History > maxHistory:
 		return bad("history %d: want 0..%d", c.History, maxHistory)
 	case c.Docs < 1 || c.Docs > maxDocs:
@@ -213,6 +241,12 @@ func (c *Config) validate() error {
 		return bad("timeout %v", c.Timeout)
 	case c.Concurrency < 1 || c.Concurrency > 4096:
 		return bad("concurrency %d: want 1..4096", c.Concurrency)
+	case c.Procs < 1 || c.Procs > maxProcs:
+		return bad("procs %d: want 1..%d", c.Procs, maxProcs)
+	case c.Procs > 1 && c.Scenario != Dashboard && c.Scenario != Rooms && c.Scenario != Ramp:
+		return bad("procs: %s runs in one process (only dashboard, rooms and ramp spread over processes)", c.Scenario)
+	case c.Procs > 1 && len(c.WorkerCommand) == 0:
+		return bad("procs %d: no worker command", c.Procs)
 	}
 	planned := c.plannedChanges()
 	if planned > maxChanges {
@@ -229,18 +263,26 @@ func (c *Config) validate() error {
 func (c *Config) plannedChanges() float64 {
 	switch c.Scenario {
 	case Dashboard:
-		return float64(c.Clients) * c.Rate * c.Duration.Seconds()
+		return float64(c.writersOf(c.Clients)) * c.Rate * (c.Warmup + c.Duration).Seconds()
 	case Rooms:
-		return float64(c.Docs*c.RoomClients) * c.Rate * c.Duration.Seconds()
+		return float64(c.Docs*c.writersOf(c.RoomClients)) * c.Rate * (c.Warmup + c.Duration).Seconds()
 	case Ramp:
 		total, r := 0.0, c.Rate
 		for range c.RampSteps {
-			total += float64(c.Clients) * r * c.StepDuration.Seconds()
+			total += float64(c.writersOf(c.Clients)) * r * c.StepDuration.Seconds()
 			r *= c.RampFactor
 		}
 		return total
 	}
 	return 0
+}
+
+// writersOf is the number of writers in a document of size clients.
+func (c *Config) writersOf(size int) int {
+	if c.Writers <= 0 || c.Writers > size {
+		return size
+	}
+	return c.Writers
 }
 
 // CheckLoopback accepts a ws:// or wss:// URL whose host is a loopback IP

@@ -19,13 +19,33 @@
 //     saturation point.
 //
 // Each change carries its own send time: the writer sets
-// /widgets/wK = {v: N, t: unixNanos, by: I} and /writers/cI = {n: N, t:
-// unixNanos} in one change. A receiver's subscription event names the
-// writers whose entries changed; the receiver reads their sequence numbers,
-// and since one writer's changes reach a peer in order, every change of
-// that writer up to N is delivered at that moment. A change's fan-out
-// latency is the time from its making until the last other client of the
-// document has it.
+// /widgets/wK = {v: N, t: unixNanos, by: I} and /writers/cI = N in one
+// change. A receiver wakes when its client applied remote changes (the
+// repo's Observer; a subscription would make the Go client diff the whole
+// document around every batch, and with hundreds of clients that, not the
+// server, would bound the run), reads the writers' sequence numbers, and
+// since one writer's changes reach a peer in order, every change of that
+// writer up to N is delivered at that moment. A change's fan-out latency is
+// the time from its making until the last other client of the document has
+// it. With Config.Writers only the first clients of each document write and
+// the others watch (a dashboard edited by a few, watched by many).
+//
+// Config.Procs spreads the clients of dashboard, rooms and ramp over worker
+// processes (Config.WorkerCommand running RunWorker; `tandem bench --procs
+// P` starts its own binary as `tandem bench-worker`): one Go process
+// cannot drive thousands of clients, nor hold 10,000 connections next to a
+// server under the same open-file limit. Workers take commands on stdin and
+// report on stdout in JSON lines (see worker.go); the coordinator merges
+// what they report — changes made with their send times, and per change how
+// many of a worker's clients have it and when the last one got it — so
+// latencies are computed as in one process (one machine, one clock).
+// Workers stop with the run: on a close command, at the end of their
+// stdin, at the run's deadline, and on Linux when the coordinator dies.
+//
+// Config.History prepares each document with that many changes before the
+// run (built offline with the crdt package, uploaded by the first client,
+// fetched by the others, or with Config.Preload already in their stores);
+// Config.Warmup runs the load for a while before measuring.
 //
 // A server started by loadgen (Spawner, from a command template such as
 // `tandem serve --addr 127.0.0.1:{port} --data {dir}`) is sampled from

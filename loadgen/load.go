@@ -15,32 +15,66 @@ import (
 	"github.com/tandemsync/tandem/repo"
 )
 
-// changeRec follows one change on its way to the other clients.
+// changeRec follows one change on its way to the other clients. Its fields
+// are updated in any order (with clients in several processes, a delivery
+// can be counted before the writer's report of the change arrives), so the
+// change is complete once both are in: whoever sees the send time and no
+// receiver left records it, and done makes that happen once.
 type changeRec struct {
 	phase     atomic.Int32
-	sent      atomic.Int64 // unix nanos when the change was made
-	remaining atomic.Int32 // clients that have not seen it yet
+	sent      atomic.Int64 // unix nanos when the change was made; 0 until reported
+	remaining atomic.Int32 // receivers that have not seen it yet
 	last      atomic.Int64 // unix nanos of the latest delivery so far
+	done      atomic.Bool
 }
 
 // writerLog is one client's changes, by sequence number (n-1).
 type writerLog struct {
-	recs       []changeRec
-	registered atomic.Int64
+	recs []changeRec // only in the process that counts (not in a worker)
+	// next is the sequence number of the last committed change. Only the
+	// member's writer goroutine touches it, and phases run one after another.
+	next int64
 }
 
 type group struct {
+	idx     int // index in the run, the same in every process
+	writers int // members 0..writers-1 change the document; the others only receive
 	id      crdt.DocumentID
+	tmpl    *template
 	members []*member
 }
 
 type member struct {
-	c    *client
-	g    *group
-	idx  int
-	h    *repo.DocHandle
-	log  writerLog
-	seen []int64 // highest change of each writer of the group seen here (receiver goroutine only)
+	local bool // its client runs in this process
+	c     *client
+	g     *group
+	idx   int // index in its group
+	k     int // index in the run (seeds its writer's choices)
+	h     *repo.DocHandle
+	log   writerLog
+	seen  []int64 // highest change of each writer of the group seen here (receiver goroutine only)
+}
+
+// newGroup lays out group idx of size members, the first writers of which
+// write, the first being member base of the run. local tells which members
+// (by index in the group) have their client in this process; counting gives
+// every writer its change records.
+func newGroup(idx, size, writers, base, capacity int, local func(i int) bool, counting bool) *group {
+	g := &group{idx: idx, writers: writers, members: make([]*member, size)}
+	for i := range size {
+		m := &member{local: local(i), g: g, idx: i, k: base + i}
+		if counting && i < writers {
+			m.log.recs = make([]changeRec, capacity)
+			for j := range m.log.recs {
+				m.log.recs[j].remaining.Store(int32(size - 1))
+			}
+		}
+		if m.local {
+			m.seen = make([]int64, writers)
+		}
+		g.members[i] = m
+	}
+	return g
 }
 
 // phaseStats collects one phase (the whole run of a dashboard, one ramp step).
@@ -61,27 +95,118 @@ func (p *phaseStats) add(d time.Duration) {
 	p.mu.Unlock()
 }
 
-// loadRun drives groups of clients, each group on one document.
+// loadRun drives groups of clients, each group on one document. The same
+// type serves the three places a run happens: everything in one process;
+// the coordinator of worker processes (no local clients: it counts what the
+// workers report); and a worker (local clients only: it reports to sink).
 type loadRun struct {
-	cfg     *Config
-	groups  []*group
-	clients []*client
-	phases  []*phaseStats
-	phMu    sync.RWMutex
-	start   time.Time
+	cfg      *Config
+	url      string
+	groups   []*group
+	clients  []*client // the clients of this process
+	capacity int       // changes each writer may make in the run
+	sink     *eventSink
+	fleet    fleet
+	phases   []*phaseStats
+	phMu     sync.RWMutex
+	start    time.Time
 
-	stop     chan struct{}
-	recvWG   sync.WaitGroup
-	recvErrs atomic.Int64
+	stop   chan struct{}
+	recvWG sync.WaitGroup
+
+	convergeSecs float64 // how long the last converge took
+}
+
+// close stops the receivers and closes the clients (and workers), showing
+// it: closing thousands of clients takes a while.
+func (lr *loadRun) close() {
+	n := lr.clientCount()
+	lr.cfg.Progress.Begin(fmt.Sprintf("close %d clients", n), 1)
+	lr.fleet.close()
+	lr.cfg.Progress.End()
 }
 
 func (lr *loadRun) phase(i int32) *phaseStats {
 	lr.phMu.RLock()
 	defer lr.phMu.RUnlock()
+	if i < 0 || int(i) >= len(lr.phases) {
+		return nil
+	}
 	return lr.phases[i]
 }
 
+func (lr *loadRun) clientCount() int {
+	n := 0
+	for _, g := range lr.groups {
+		n += len(g.members)
+	}
+	return n
+}
+
+func (lr *loadRun) writerCount() int {
+	n := 0
+	for _, g := range lr.groups {
+		n += g.writers
+	}
+	return n
+}
+
+// made records that writer m committed its change n, made at sent (unix nanos).
+func (lr *loadRun) made(m *member, n, sent int64, phase int32) {
+	if lr.sink != nil {
+		lr.sink.made(m.g.idx, m.idx, n, sent, phase)
+		return
+	}
+	ps := lr.phase(phase)
+	if ps == nil || n < 1 || n > int64(len(m.log.recs)) || sent <= 0 {
+		return
+	}
+	rec := &m.log.recs[n-1]
+	rec.phase.Store(phase)
+	rec.sent.Store(sent)
+	ps.made.Add(1)
+	lr.tryComplete(rec)
+}
+
+// received records that count receivers had writer w's change n at (unix nanos).
+func (lr *loadRun) received(g *group, w int, n int64, count int32, at int64) {
+	if lr.sink != nil {
+		lr.sink.received(g.idx, w, n, at)
+		return
+	}
+	if w < 0 || w >= g.writers || count < 1 {
+		return
+	}
+	wl := &g.members[w].log
+	if n < 1 || n > int64(len(wl.recs)) {
+		return
+	}
+	rec := &wl.recs[n-1]
+	for {
+		old := rec.last.Load()
+		if at <= old || rec.last.CompareAndSwap(old, at) {
+			break
+		}
+	}
+	if rec.remaining.Add(-count) <= 0 {
+		lr.tryComplete(rec)
+	}
+}
+
+func (lr *loadRun) tryComplete(rec *changeRec) {
+	sent := rec.sent.Load()
+	if sent == 0 || rec.remaining.Load() > 0 || !rec.done.CompareAndSwap(false, true) {
+		return
+	}
+	if ps := lr.phase(rec.phase.Load()); ps != nil {
+		ps.add(time.Duration(max(0, rec.last.Load()-sent)))
+	}
+}
+
 // widgetDoc is the initial document: W widgets and one entry per writer.
+// A writer's entry is a bare number, not an object: with a subscription
+// the Go client reads the whole document around every batch of remote
+// changes, and each nested object costs it one more call into Automerge.
 func widgetDoc(widgets, writers int) []byte {
 	var b strings.Builder
 	b.WriteString(`{"title":"load","widgets":{`)
@@ -96,92 +221,161 @@ func widgetDoc(widgets, writers int) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, `"c%d":{"n":0,"t":0}`, i)
+		fmt.Fprintf(&b, `"c%d":0`, i)
 	}
 	b.WriteString(`}}`)
 	return []byte(b.String())
 }
 
-// setupGroups connects sizes[i] clients per group, creates each group's
-// document (with cfg.History changes) through its first client and opens it
-// on the others, then waits until every member has the creator's heads.
-func setupGroups(ctx context.Context, cfg *Config, url string, sizes []int, capacity int) (*loadRun, error) {
-	lr := &loadRun{cfg: cfg, stop: make(chan struct{})}
-	total := 0
-	for _, s := range sizes {
-		total += s
-	}
-	cfg.Progress.Begin(fmt.Sprintf("connect %d clients", total), int64(total))
-	cs, err := dialAll(ctx, url, total, cfg.Concurrency, func(n int) { cfg.Progress.Set(int64(n)) })
-	cfg.Progress.End()
-	if err != nil {
-		return nil, err
-	}
-	lr.clients = cs
-	k := 0
-	for _, s := range sizes {
-		g := &group{}
-		for i := range s {
-			m := &member{c: cs[k], g: g, idx: i, seen: make([]int64, s)}
-			m.log.recs = make([]changeRec, capacity)
-			g.members = append(g.members, m)
-			k++
-		}
-		lr.groups = append(lr.groups, g)
-	}
-	cfg.Progress.Begin(fmt.Sprintf("create %d documents", len(lr.groups)), int64(len(lr.groups)))
-	err = forEach(ctx, len(lr.groups), cfg.Concurrency, func(i int) error {
-		return lr.openGroup(ctx, lr.groups[i])
-	}, func(n int) { cfg.Progress.Set(int64(n)) })
-	cfg.Progress.End()
-	if err != nil {
-		closeAll(cs)
-		return nil, err
-	}
-	return lr, nil
+// template is the initial document of every group of one size, with its
+// history, built once per run: Automerge documents are content, so many
+// groups can start from the same bytes under their own ids.
+type template struct {
+	Writers int      `json:"writers"`
+	Data    []byte   `json:"data"`
+	Heads   []string `json:"heads"`
+	heads   []crdt.Hash
 }
 
-func (lr *loadRun) openGroup(ctx context.Context, g *group) error {
-	cfg := lr.cfg
-	creator := g.members[0]
-	doc, err := crdt.FromJSON(widgetDoc(cfg.Widgets, len(g.members)))
+// buildTemplate makes the initial document of a group of writers, with
+// history changes after the first.
+func buildTemplate(ctx context.Context, widgets, writers, history int) (*template, error) {
+	doc, err := crdt.FromJSON(widgetDoc(widgets, writers))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, _, err := doc.Commit("init"); err != nil {
-		return err
+		return nil, err
 	}
-	for i := range cfg.History {
-		if err := doc.Set(fmt.Sprintf("/widgets/w%d/v", i%cfg.Widgets), i); err != nil {
-			return err
+	for i := range history {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err := doc.Set(fmt.Sprintf("/widgets/w%d/v", i%widgets), i); err != nil {
+			return nil, err
 		}
 		if _, _, err := doc.Commit(""); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	h, err := creator.c.r.Import(ctx, doc.Save())
-	if err != nil {
-		return fmt.Errorf("loadgen: import: %w", err)
+	t := &template{Writers: writers, Data: doc.Save(), heads: doc.Heads()}
+	for _, h := range t.heads {
+		t.Heads = append(t.Heads, h.String())
 	}
-	creator.h = h
-	g.id = h.ID()
-	want, err := h.Heads(ctx)
+	return t, nil
+}
+
+// parseHeads fills t.heads from t.Heads (a template received from the coordinator).
+func (t *template) parseHeads() error {
+	t.heads = t.heads[:0]
+	for _, s := range t.Heads {
+		h, err := crdt.ParseHash(s)
+		if err != nil {
+			return err
+		}
+		t.heads = append(t.heads, h)
+	}
+	return nil
+}
+
+// buildTemplates builds one template per number of writers in a group.
+func buildTemplates(ctx context.Context, cfg *Config, groups []*group) (map[int]*template, error) {
+	out := map[int]*template{}
+	for _, g := range groups {
+		if out[g.writers] != nil {
+			continue
+		}
+		t, err := buildTemplate(ctx, cfg.Widgets, g.writers, cfg.History)
+		if err != nil {
+			return nil, err
+		}
+		out[g.writers] = t
+	}
+	return out, nil
+}
+
+func (lr *loadRun) localMembers(first bool) []*member {
+	var ms []*member
+	for _, g := range lr.groups {
+		for _, m := range g.members {
+			if m.local && (m.idx == 0) == first {
+				ms = append(ms, m)
+			}
+		}
+	}
+	return ms
+}
+
+// connect dials a client for every local member.
+func (lr *loadRun) connect(ctx context.Context, prog func(int)) error {
+	var ms []*member
+	for _, g := range lr.groups {
+		for _, m := range g.members {
+			if m.local {
+				ms = append(ms, m)
+			}
+		}
+	}
+	cs, err := dialAll(ctx, lr.url, len(ms), lr.cfg.Concurrency, prog)
 	if err != nil {
 		return err
 	}
-	for _, m := range g.members[1:] {
-		if m.h, _, err = findRetry(ctx, m.c, g.id); err != nil {
-			return err
+	for i, m := range ms {
+		m.c = cs[i]
+	}
+	lr.clients = cs
+	return nil
+}
+
+// createDocs creates each group's document through its first member, for
+// the groups whose first member is local.
+func (lr *loadRun) createDocs(ctx context.Context, prog func(int)) error {
+	ms := lr.localMembers(true)
+	return forEach(ctx, len(ms), lr.cfg.Concurrency, func(i int) error {
+		m := ms[i]
+		h, err := m.c.r.Import(ctx, m.g.tmpl.Data)
+		if err != nil {
+			return fmt.Errorf("loadgen: import: %w", err)
+		}
+		m.h, m.g.id = h, h.ID()
+		if lr.cfg.History > 0 || lr.cfg.Preload {
+			// Have the server hold it before the others look for it (or,
+			// preloaded, bring their own copy), so that only this client
+			// uploads it.
+			if err := h.WaitSynced(ctx); err != nil {
+				return fmt.Errorf("loadgen: upload of a document with %d changes: %w", lr.cfg.History, err)
+			}
+		}
+		return nil
+	}, prog)
+}
+
+// openDocs opens each group's document on its other local members and
+// waits until each has the initial heads.
+func (lr *loadRun) openDocs(ctx context.Context, prog func(int)) error {
+	ms := lr.localMembers(false)
+	return forEach(ctx, len(ms), lr.cfg.Concurrency, func(i int) error { return lr.open(ctx, ms[i]) }, prog)
+}
+
+func (lr *loadRun) open(ctx context.Context, m *member) error {
+	g := m.g
+	if lr.cfg.Preload {
+		// A client that already has the document stored, like a returning
+		// user of an automerge-repo app.
+		if _, err := m.c.store.Append(ctx, string(g.id), g.tmpl.Data, g.tmpl.Heads); err != nil {
+			return fmt.Errorf("loadgen: store the initial document: %w", err)
 		}
 	}
-	for _, m := range g.members[1:] {
-		err := waitFor(ctx, 10*time.Millisecond, func() bool {
-			hs, err := m.h.Heads(ctx)
-			return err == nil && equalHeads(hs, want)
-		})
-		if err != nil {
-			return fmt.Errorf("loadgen: a client did not receive the initial document: %w", err)
-		}
+	var err error
+	if m.h, _, err = findRetry(ctx, m.c, g.id); err != nil {
+		return err
+	}
+	err = waitFor(ctx, 10*time.Millisecond, func() bool {
+		hs, err := m.h.Heads(ctx)
+		return err == nil && equalHeads(hs, g.tmpl.heads)
+	})
+	if err != nil {
+		return fmt.Errorf("loadgen: a client did not receive the initial document: %w", err)
 	}
 	return nil
 }
@@ -227,137 +421,77 @@ func forEach(ctx context.Context, n, conc int, fn func(int) error, prog func(int
 	return first
 }
 
-// startReceivers subscribes every member and starts its receiver.
+// startReceivers starts a receiver for every local member.
 func (lr *loadRun) startReceivers(ctx context.Context) error {
 	for _, g := range lr.groups {
 		for _, m := range g.members {
-			sub, err := m.h.Subscribe(ctx)
-			if err != nil {
-				return err
+			if m.local {
+				lr.recvWG.Add(1)
+				go lr.receive(ctx, m)
 			}
-			lr.recvWG.Add(1)
-			go lr.receive(ctx, m, sub)
 		}
 	}
 	return nil
 }
 
 func (lr *loadRun) stopReceivers() {
-	close(lr.stop)
+	select {
+	case <-lr.stop:
+	default:
+		close(lr.stop)
+	}
 	lr.recvWG.Wait()
 }
 
-// receive turns subscription events into deliveries.
-func (lr *loadRun) receive(ctx context.Context, m *member, sub *repo.Subscription) {
+// receive turns the arrivals of remote changes on m's client into
+// deliveries. It waits on the client's own signal rather than on a
+// subscription: a subscription makes the Go client compute the paths each
+// remote batch touched, by reading the whole document before and after it,
+// and with hundreds of clients in a process that work, not the server,
+// would bound the run.
+func (lr *loadRun) receive(ctx context.Context, m *member) {
 	defer lr.recvWG.Done()
-	defer func() { sub.Close() }()
-	writers := map[int]bool{}
-	for resub := 0; resub < 100; {
+	for {
 		select {
 		case <-lr.stop:
 			return
 		case <-ctx.Done():
 			return
-		case e, ok := <-sub.Events():
-			if !ok {
-				// Too slow (or closed): subscribe again and read everything.
-				lr.recvErrs.Add(1)
-				resub++
-				ns, err := m.h.Subscribe(ctx)
-				if err != nil {
-					return
-				}
-				sub = ns
-				for i := range m.g.members {
-					if i != m.idx {
-						writers[i] = true
-					}
-				}
-			} else {
-				addWriters(writers, e)
-			}
+		case <-m.c.changed:
 		}
-		// Take whatever else is queued, then read once.
-		for more := len(sub.Events()); more > 0; more-- {
-			e, ok := <-sub.Events()
-			if !ok {
-				break
-			}
-			addWriters(writers, e)
-		}
-		delete(writers, m.idx)
-		if len(writers) > 0 {
-			lr.deliver(ctx, m, writers)
-			clear(writers)
-		}
+		lr.deliver(ctx, m)
 	}
 }
 
-// addWriters notes the writers whose entries a remote event touched.
-func addWriters(ws map[int]bool, e repo.Event) {
-	if !e.Remote {
-		return
-	}
-	for _, p := range e.Paths {
-		rest, ok := strings.CutPrefix(p, "/writers/c")
-		if !ok {
-			if p == "" || p == "/writers" {
-				ws[-1] = true // whole-document change: read everybody
-			}
-			continue
-		}
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
-			rest = rest[:i]
-		}
-		if n, err := strconv.Atoi(rest); err == nil {
-			ws[n] = true
-		}
-	}
-}
-
-func (lr *loadRun) deliver(ctx context.Context, m *member, writers map[int]bool) {
-	if writers[-1] {
-		delete(writers, -1)
-		for i := range m.g.members {
-			if i != m.idx {
-				writers[i] = true
-			}
-		}
-	}
-	got := make(map[int]int64, len(writers))
+// deliver reads the sequence numbers of the writers on m's document: every
+// change of a writer up to its number has reached m now (one writer's
+// changes reach a peer in order).
+func (lr *loadRun) deliver(ctx context.Context, m *member) {
+	var ws map[string]any
 	err := m.h.Read(ctx, func(d *crdt.Doc) error {
-		for w := range writers {
-			if w < 0 || w >= len(m.g.members) {
-				continue
-			}
-			v, err := d.Get("/writers/c" + strconv.Itoa(w) + "/n")
-			if err != nil {
-				continue
-			}
-			if n, ok := toInt(v); ok {
-				got[w] = n
-			}
+		v, err := d.Get("/writers")
+		if err != nil {
+			return err
 		}
+		ws, _ = v.(map[string]any)
 		return nil
 	})
 	if err != nil {
 		return
 	}
 	now := time.Now().UnixNano()
-	for w, n := range got {
-		wl := &m.g.members[w].log
-		n = min(n, wl.registered.Load(), int64(len(wl.recs)))
+	for key, v := range ws {
+		w, err := strconv.Atoi(strings.TrimPrefix(key, "c"))
+		if err != nil || w < 0 || w >= m.g.writers || w == m.idx {
+			continue
+		}
+		n, ok := toInt(v)
+		if !ok {
+			continue
+		}
+		n = min(n, int64(lr.capacity))
 		for k := m.seen[w] + 1; k <= n; k++ {
-			rec := &wl.recs[k-1]
-			for {
-				old := rec.last.Load()
-				if now <= old || rec.last.CompareAndSwap(old, now) {
-					break
-				}
-			}
-			if rec.remaining.Add(-1) == 0 {
-				lr.phase(rec.phase.Load()).add(time.Duration(rec.last.Load() - rec.sent.Load()))
-			}
+			lr.received(m.g, w, k, 1, now)
 		}
 		if n > m.seen[w] {
 			m.seen[w] = n
@@ -382,11 +516,19 @@ func toInt(v any) (int64, bool) {
 	return 0, false
 }
 
-// write makes changes on m at rate per second until end.
-func (lr *loadRun) write(ctx context.Context, m *member, rate float64, end time.Time, phase int32, ps *phaseStats, rng *rand.Rand) {
+// write makes changes on m at rate per second from start until end.
+func (lr *loadRun) write(ctx context.Context, m *member, rate float64, start, end time.Time, phase int32, ps *phaseStats, rng *rand.Rand) {
 	interval := time.Duration(float64(time.Second) / rate)
 	interval = max(interval, 10*time.Microsecond)
-	first := time.NewTimer(time.Duration(rng.Int64N(int64(interval))))
+	// Writers start at random points of their first interval, so that
+	// clients do not all write at once.
+	// A slow writer's first turn may fall after the phase: it then waits
+	// for the end, so that a phase always lasts its duration.
+	at := start.Add(time.Duration(rng.Int64N(int64(interval))))
+	if at.After(end) {
+		at = end
+	}
+	first := time.NewTimer(time.Until(at))
 	defer first.Stop()
 	select {
 	case <-first.C:
@@ -395,24 +537,20 @@ func (lr *loadRun) write(ctx context.Context, m *member, rate float64, end time.
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	size := int32(len(m.g.members))
+	// A slow writer (one change a minute) stops at the end, not at its next turn.
+	stop := time.NewTimer(time.Until(end))
+	defer stop.Stop()
 	widgets := lr.cfg.Widgets
 	for {
 		now := time.Now()
 		if !now.Before(end) || ctx.Err() != nil {
 			return
 		}
-		n := m.log.registered.Load() + 1
-		if n > int64(len(m.log.recs)) {
+		n := m.log.next + 1
+		if n > int64(lr.capacity) {
 			return
 		}
-		rec := &m.log.recs[n-1]
 		ts := now.UnixNano()
-		rec.phase.Store(phase)
-		rec.sent.Store(ts)
-		rec.last.Store(ts)
-		rec.remaining.Store(size - 1)
-		m.log.registered.Store(n)
 		k := rng.IntN(widgets)
 		_, err := m.h.Change(ctx, func(d *crdt.Doc) error {
 			w := "/widgets/w" + strconv.Itoa(k)
@@ -420,7 +558,7 @@ func (lr *loadRun) write(ctx context.Context, m *member, rate float64, end time.
 			for _, s := range [...]struct {
 				p string
 				v any
-			}{{w + "/v", n}, {w + "/t", ts}, {w + "/by", m.idx}, {c + "/n", n}, {c + "/t", ts}} {
+			}{{w + "/v", n}, {w + "/t", ts}, {w + "/by", m.idx}, {c, n}} {
 				if err := d.Set(s.p, s.v); err != nil {
 					return err
 				}
@@ -429,22 +567,79 @@ func (lr *loadRun) write(ctx context.Context, m *member, rate float64, end time.
 		})
 		if err != nil {
 			// Nothing was committed: the number is free again.
-			m.log.registered.Store(n - 1)
 			ps.errs.Add(1)
 		} else {
-			ps.made.Add(1)
+			m.log.next = n
+			lr.made(m, n, ts, phase)
 		}
 		select {
 		case <-tick.C:
+		case <-stop.C:
+			return
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
+// writeLocal runs the writer of every local member for one phase and
+// returns when all have stopped.
+func (lr *loadRun) writeLocal(ctx context.Context, phase int32, ps *phaseStats, rate float64, start, end time.Time) {
+	var wg sync.WaitGroup
+	seed := uint64(lr.cfg.Seed) + uint64(phase)*1_000_003
+	for _, g := range lr.groups {
+		for _, m := range g.members[:g.writers] {
+			if !m.local {
+				continue
+			}
+			rng := rand.New(rand.NewPCG(seed, uint64(m.k)+1))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				lr.write(ctx, m, rate, start, end, phase, ps, rng)
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// localHeads returns, per local group, the heads its local members agree
+// on, or nil when they do not (yet).
+func (lr *loadRun) localHeads(ctx context.Context) map[int][]crdt.Hash {
+	out := map[int][]crdt.Hash{}
+	for _, g := range lr.groups {
+		var first []crdt.Hash
+		agree, some := true, false
+		for _, m := range g.members {
+			if !m.local || m.h == nil {
+				continue
+			}
+			hs, err := m.h.Heads(ctx)
+			if err != nil {
+				agree = false
+				break
+			}
+			if !some {
+				first, some = hs, true
+			} else if !equalHeads(first, hs) {
+				agree = false
+				break
+			}
+		}
+		if !some {
+			continue
+		}
+		if !agree {
+			first = nil
+		}
+		out[g.idx] = first
+	}
+	return out
+}
+
 // runPhase runs every member at rate for d, then waits up to drain for the
 // phase's changes to reach everybody.
-func (lr *loadRun) runPhase(ctx context.Context, rate float64, d, drain time.Duration, label string) *Result {
+func (lr *loadRun) runPhase(ctx context.Context, rate float64, d, drain time.Duration, label string) (*Result, error) {
 	cfg := lr.cfg
 	ps := &phaseStats{}
 	lr.phMu.Lock()
@@ -453,45 +648,38 @@ func (lr *loadRun) runPhase(ctx context.Context, rate float64, d, drain time.Dur
 	lr.phMu.Unlock()
 
 	res := &Result{Scenario: cfg.Scenario, Started: time.Now()}
-	nClients := 0
-	for _, g := range lr.groups {
-		nClients += len(g.members)
-	}
+	nClients := lr.clientCount()
 	res.Clients, res.Docs = nClients, len(lr.groups)
-	res.Offered = float64(nClients) * rate
-	sent0, recv0 := trafficOf(lr.clients)
+	res.Offered = float64(lr.writerCount()) * rate
+	sent0, recv0 := lr.fleet.traffic(ctx)
 	cpu0 := lr.cpu()
+	ccpu0 := lr.fleet.cpuSeconds()
 
-	start := time.Now()
+	start := time.Now().Add(lr.fleet.lead())
 	end := start.Add(d)
-	var wg sync.WaitGroup
-	seed := uint64(cfg.Seed) + uint64(idx)*1_000_003
-	k := uint64(0)
-	for _, g := range lr.groups {
-		for _, m := range g.members {
-			k++
-			rng := rand.New(rand.NewPCG(seed, k))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				lr.write(ctx, m, rate, end, idx, ps, rng)
-			}()
-		}
-	}
+	done := make(chan struct{})
+	var werr error
+	go func() {
+		defer close(done)
+		werr = lr.fleet.write(ctx, idx, ps, rate, start, end)
+	}()
 	cfg.Progress.Begin(label, d.Milliseconds())
-	progressUntil(ctx, cfg.Progress, start, end, &wg)
-	wg.Wait()
+	progressUntil(ctx, cfg.Progress, start, end, done)
 	cfg.Progress.End()
+	if werr != nil {
+		return nil, werr
+	}
+	ccpu := lr.fleet.cpuSeconds() - ccpu0
 	cpuLoad := lr.cpu()
 
 	dctx, cancel := context.WithTimeout(ctx, drain)
 	_ = waitFor(dctx, 5*time.Millisecond, func() bool { return ps.complete.Load() >= ps.made.Load() })
 	cancel()
 	cpuEnd := lr.cpu()
-	sent1, recv1 := trafficOf(lr.clients)
+	sent1, recv1 := lr.fleet.traffic(ctx)
 
-	// Changes are made in [start, end); a writer notices the end at its
-	// next tick, so the wall time until the last one stopped is longer.
+	// Changes are made in [start, end); the wall time until the last
+	// writer stopped and the drain are longer.
 	loadSecs := d.Seconds()
 	res.Elapsed = time.Since(start).Seconds()
 	res.Changes = ps.made.Load()
@@ -505,6 +693,8 @@ func (lr *loadRun) runPhase(ctx context.Context, rate float64, d, drain time.Dur
 	ps.mu.Unlock()
 	res.Latency = summarize(res.latencies)
 	res.BytesSent, res.BytesReceived = sent1-sent0, recv1-recv0
+	res.ClientCPUPercent = 100 * ccpu / loadSecs
+	res.ClientPeakRSSBytes = lr.fleet.peakRSS()
 	if cfg.Spawn != nil {
 		res.ServerCPUSeconds = cpuEnd - cpu0
 		res.ServerCPUPercent = 100 * (cpuLoad - cpu0) / loadSecs
@@ -513,7 +703,7 @@ func (lr *loadRun) runPhase(ctx context.Context, rate float64, d, drain time.Dur
 		}
 		res.PeakRSSBytes = cfg.Spawn.Sample().HWMBytes
 	}
-	return res
+	return res, nil
 }
 
 func (lr *loadRun) cpu() float64 {
@@ -523,10 +713,8 @@ func (lr *loadRun) cpu() float64 {
 	return lr.cfg.Spawn.Sample().CPUSeconds
 }
 
-// progressUntil reports elapsed milliseconds until end or until wg is done.
-func progressUntil(ctx context.Context, p Progress, start, end time.Time, wg *sync.WaitGroup) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+// progressUntil reports elapsed milliseconds until end or until done closes.
+func progressUntil(ctx context.Context, p Progress, start, end time.Time, done <-chan struct{}) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -538,7 +726,7 @@ func progressUntil(ctx context.Context, p Progress, start, end time.Time, wg *sy
 			<-done
 			return
 		case now := <-t.C:
-			p.Set(min(now.Sub(start), end.Sub(start)).Milliseconds())
+			p.Set(max(0, min(now.Sub(start), end.Sub(start))).Milliseconds())
 		}
 	}
 }
@@ -591,22 +779,29 @@ func (lr *loadRun) sampleTimeline(stop <-chan struct{}, out *[]Sample, done chan
 func (lr *loadRun) converge(ctx context.Context, d time.Duration) bool {
 	cctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	err := waitFor(cctx, 20*time.Millisecond, func() bool {
-		for _, g := range lr.groups {
-			var first []crdt.Hash
-			for i, m := range g.members {
-				hs, err := m.h.Heads(cctx)
-				if err != nil {
-					return false
-				}
-				if i == 0 {
-					first = hs
-				} else if !equalHeads(first, hs) {
-					return false
-				}
-			}
+	lr.cfg.Progress.Begin("wait until every client has the same heads", 1)
+	defer lr.cfg.Progress.End()
+	t0 := time.Now()
+	defer func() { lr.convergeSecs = time.Since(t0).Seconds() }()
+	// Asking the workers costs each a read of every client's heads.
+	every := 20 * time.Millisecond
+	if lr.cfg.Procs > 1 {
+		every = 200 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ok, err := lr.fleet.converged(cctx)
+		if ok {
+			return true
 		}
-		return true
-	})
-	return err == nil
+		if err != nil {
+			return false
+		}
+		select {
+		case <-cctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }

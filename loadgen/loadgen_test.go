@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,10 +23,25 @@ import (
 
 // TestMain doubles as a sync server for the Spawner tests: with
 // LOADGEN_HELPER_SERVER=1 the test binary serves on 127.0.0.1:PORT (its last
-// argument but one) until SIGTERM.
+// argument but one) until SIGTERM; and as a worker of a run over processes:
+// with LOADGEN_HELPER_WORKER=1 it runs RunWorker on stdin and stdout, with
+// LOADGEN_HELPER_WORKER=hang it never answers.
 func TestMain(m *testing.M) {
 	if os.Getenv("LOADGEN_HELPER_SERVER") == "1" {
 		os.Exit(helperServer(os.Args[len(os.Args)-2]))
+	}
+	switch os.Getenv("LOADGEN_HELPER_WORKER") {
+	case "1":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err := RunWorker(ctx, os.Stdin, os.Stdout)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case "hang":
+		select {}
 	}
 	os.Exit(m.Run())
 }
@@ -275,5 +291,110 @@ func TestSplitWords(t *testing.T) {
 	w, err := splitWords(`node 'my dir/server.mjs' "a b" {port}  {dir}`)
 	if err != nil || len(w) != 5 || w[1] != "my dir/server.mjs" || w[2] != "a b" {
 		t.Fatalf("%q %v", w, err)
+	}
+}
+
+// TestProcs spreads the clients over worker processes (this test binary,
+// see TestMain) and checks that the merged figures add up as in one process.
+func TestProcs(t *testing.T) {
+	t.Setenv("LOADGEN_HELPER_WORKER", "1")
+	url := startServer(t)
+	worker := []string{os.Args[0]}
+	// Three of five clients write; the others have the document stored
+	// beforehand (Preload) and only receive.
+	res, err := Run(context.Background(), Config{
+		Scenario: Dashboard, Server: url, Clients: 5, Writers: 3, Widgets: 5, Rate: 20, Duration: time.Second,
+		Warmup: 300 * time.Millisecond, History: 30, Preload: true, Drain: 10 * time.Second, Procs: 2, WorkerCommand: worker,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Offered != 60 || res.Changes < 30 || res.Changes > 63 || res.Complete != res.Changes || res.Latency.Count != int(res.Complete) || res.Latency.P50 <= 0 {
+		t.Fatalf("offered %v changes %d complete %d latency %+v", res.Offered, res.Changes, res.Complete, res.Latency)
+	}
+	if res.ClientCPUPercent <= 0 || res.ClientPeakRSSBytes <= 0 {
+		t.Fatalf("load generator CPU %v RSS %d", res.ClientCPUPercent, res.ClientPeakRSSBytes)
+	}
+	if res.Converged == nil || !*res.Converged || res.BytesSent == 0 || res.BytesReceived == 0 || res.Params["procs"] != 2 {
+		t.Fatalf("converged %v bytes %d/%d params %v", res.Converged, res.BytesSent, res.BytesReceived, res.Params)
+	}
+	if res.Figures["setup_s"] <= 0 || res.Figures["history_build_s"] <= 0 {
+		t.Fatalf("figures %v", res.Figures)
+	}
+	res, err = Run(context.Background(), Config{
+		Scenario: Rooms, Server: url, Docs: 4, RoomClients: 3, Rate: 10, Duration: time.Second, Procs: 3, WorkerCommand: worker,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Clients != 12 || res.Docs != 4 || res.Changes == 0 || res.Incomplete != 0 || !*res.Converged {
+		t.Fatalf("rooms: %+v", res)
+	}
+	res, err = Run(context.Background(), Config{
+		Scenario: Ramp, Server: url, Clients: 3, Rate: 10, RampFactor: 2, RampSteps: 2,
+		StepDuration: 500 * time.Millisecond, P99Bound: 5 * time.Second, Procs: 2, WorkerCommand: worker,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 2 || res.Saturation <= 0 || res.Steps[1].Incomplete != 0 {
+		t.Fatalf("ramp: steps %d saturation %v", len(res.Steps), res.Saturation)
+	}
+	if kids := procChildren(os.Getpid()); len(kids) != 0 {
+		t.Fatalf("worker processes left running: %v", kids)
+	}
+}
+
+// TestProcsFailures: a worker that exits or never answers fails the run
+// within its bounds and is not left behind.
+func TestProcsFailures(t *testing.T) {
+	url := startServer(t)
+	cfg := Config{Scenario: Dashboard, Server: url, Clients: 4, Duration: time.Second, Procs: 2}
+	c := cfg
+	c.WorkerCommand = []string{"false"}
+	if _, err := Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "worker") {
+		t.Fatalf("exiting worker: %v", err)
+	}
+	t.Setenv("LOADGEN_HELPER_WORKER", "hang")
+	c = cfg
+	c.WorkerCommand, c.Timeout = []string{os.Args[0]}, 2*time.Second
+	start := time.Now()
+	if _, err := Run(context.Background(), c); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hanging worker: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("hanging worker held the run for %v", d)
+	}
+	if kids := procChildren(os.Getpid()); len(kids) != 0 {
+		t.Fatalf("worker processes left running: %v", kids)
+	}
+	c = cfg
+	c.Scenario = ManyDocs
+	c.WorkerCommand = []string{os.Args[0]}
+	if _, err := Run(context.Background(), c); !errors.Is(err, ErrConfig) {
+		t.Fatalf("many-docs over processes: %v", err)
+	}
+	c = cfg
+	if _, err := Run(context.Background(), c); !errors.Is(err, ErrConfig) {
+		t.Fatalf("no worker command: %v", err)
+	}
+}
+
+// TestWorkerBadInput: a worker answers malformed or out-of-order commands
+// with errors and ends with its input.
+func TestWorkerBadInput(t *testing.T) {
+	in := strings.Join([]string{
+		`{"op":"phase","rate":1}`,
+		`{"op":"setup","url":"ws://example.com/sync"}`,
+		`{"op":"setup","url":"ws://127.0.0.1:1/sync","widgets":1,"capacity":1,"concurrency":1,"groups":[{"g":0,"size":2,"members":[5]}]}`,
+		`{"op":"nosuch"}`,
+		`not json`,
+	}, "\n")
+	var out strings.Builder
+	if err := RunWorker(context.Background(), strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), `"type":"error"`); n != 4 {
+		t.Fatalf("want 4 errors, got:\n%s", out.String())
 	}
 }

@@ -77,6 +77,13 @@ type Result struct {
 	ServerCPUPercent float64 `json:"server_cpu_pct,omitempty"`
 	CPUPerChangeUs   float64 `json:"server_cpu_us_per_change,omitempty"`
 	PeakRSSBytes     int64   `json:"server_peak_rss_bytes,omitempty"`
+	// ClientCPUPercent is the load generator's own CPU during the load (this
+	// process and its workers), in % of a core: near the machine's cores,
+	// the clients rather than the server limit the run.
+	ClientCPUPercent float64 `json:"client_cpu_pct,omitempty"`
+	// ClientPeakRSSBytes sums the peak resident set of the load
+	// generator's processes (this one and its workers).
+	ClientPeakRSSBytes int64 `json:"client_peak_rss_bytes,omitempty"`
 
 	// Payload bytes (sync and ephemeral messages) counted by the clients.
 	BytesSent     int64 `json:"bytes_sent,omitempty"`
@@ -165,6 +172,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("server CPU", "%.2f s (%.0f%% of a core), %.0f µs per change", r.ServerCPUSeconds, r.ServerCPUPercent, r.CPUPerChangeUs)
 		row("server peak RSS", "%s", mb(r.PeakRSSBytes))
 	}
+	if r.ClientCPUPercent > 0 {
+		row("load generator CPU", "%.0f%% of a core, peak RSS %s", r.ClientCPUPercent, mb(r.ClientPeakRSSBytes))
+	}
 	if r.BytesSent > 0 || r.BytesReceived > 0 {
 		row("bytes on the wire", "%s sent, %s received (client payloads)", mb(r.BytesSent), mb(r.BytesReceived))
 	}
@@ -188,9 +198,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "step\toffered/s\tachieved/s\tdelivered/s\tp50 ms\tp99 ms\tmax ms\tincomplete\tCPU %\t")
+		fmt.Fprintln(tw, "step\toffered/s\tachieved/s\tdelivered/s\tp50 ms\tp99 ms\tmax ms\tincomplete\tserver CPU %\tclients CPU %\t")
 		for i, s := range r.Steps {
-			fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.0f\t\n", i+1, s.Offered, s.Achieved, s.Delivered, s.Latency.P50, s.Latency.P99, s.Latency.Max, s.Incomplete, s.ServerCPUPercent)
+			fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.0f\t%.0f\t\n", i+1, s.Offered, s.Achieved, s.Delivered, s.Latency.P50, s.Latency.P99, s.Latency.Max, s.Incomplete, s.ServerCPUPercent, s.ClientCPUPercent)
 		}
 		return tw.Flush()
 	}

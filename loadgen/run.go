@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res := &Result{Scenario: cfg.Scenario, Started: time.Now(), Params: cfg.params()}
+	load0 := loadAvg()
 	url := cfg.Server
 	if cfg.Spawn != nil {
 		cfg.Progress.Begin("start server", 1)
@@ -55,6 +58,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = runLargeDoc(ctx, &cfg, url, res)
 	}
 	res.Elapsed = time.Since(res.Started).Seconds()
+	if load0 != "" {
+		// On a shared machine other work moves every figure: say how busy it was.
+		res.Notes = append(res.Notes, fmt.Sprintf("machine load average (1 min): %s at the start, %s at the end, %d cores", load0, loadAvg(), runtime.NumCPU()))
+	}
 	if cfg.Spawn != nil {
 		if s := cfg.Spawn.Sample(); s.HWMBytes > res.PeakRSSBytes {
 			res.PeakRSSBytes = s.HWMBytes
@@ -66,6 +73,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// loadAvg is the 1-minute load average from /proc/loadavg ("" if unknown).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 func (c *Config) params() map[string]any {
@@ -82,6 +102,18 @@ func (c *Config) params() map[string]any {
 	case LargeDoc:
 		p["size_mb"] = c.SizeMB
 	}
+	if c.Procs > 1 {
+		p["procs"] = c.Procs
+	}
+	if c.Preload {
+		p["preload"] = true
+	}
+	if c.Warmup > 0 && (c.Scenario == Dashboard || c.Scenario == Rooms) {
+		p["warmup"] = c.Warmup.String()
+	}
+	if c.Writers > 0 && (c.Scenario == Dashboard || c.Scenario == Rooms || c.Scenario == Ramp) {
+		p["writers"] = c.Writers
+	}
 	return p
 }
 
@@ -92,34 +124,66 @@ func copyPhase(dst, src *Result) {
 	dst.Latency, dst.latencies = src.Latency, src.latencies
 	dst.ServerCPUSeconds, dst.ServerCPUPercent, dst.CPUPerChangeUs = src.ServerCPUSeconds, src.ServerCPUPercent, src.CPUPerChangeUs
 	dst.PeakRSSBytes = max(dst.PeakRSSBytes, src.PeakRSSBytes)
+	dst.ClientCPUPercent = src.ClientCPUPercent
+	dst.ClientPeakRSSBytes = max(dst.ClientPeakRSSBytes, src.ClientPeakRSSBytes)
 	dst.BytesSent, dst.BytesReceived = src.BytesSent, src.BytesReceived
 }
 
 // runLoad: groups of clients write at cfg.Rate for cfg.Duration (dashboard, rooms).
 func runLoad(ctx context.Context, cfg *Config, url string, res *Result, sizes []int) error {
-	capacity := int(math.Ceil(cfg.Rate*cfg.Duration.Seconds())) + 2
-	lr, err := setupGroups(ctx, cfg, url, sizes, capacity)
+	capacity := int(math.Ceil(cfg.Rate*(cfg.Duration+cfg.Warmup).Seconds())) + 3
+	rss0 := serverRSS(cfg)
+	lr, err := newLoadRun(ctx, cfg, url, sizes, capacity, res)
 	if err != nil {
 		return err
 	}
-	defer closeAll(lr.clients)
-	if err := lr.startReceivers(ctx); err != nil {
-		return err
-	}
+	defer lr.close()
 	lr.start = time.Now()
 	stopT, doneT := make(chan struct{}), make(chan struct{})
 	go lr.sampleTimeline(stopT, &res.Timeline, doneT)
-	ph := lr.runPhase(ctx, cfg.Rate, cfg.Duration, cfg.Drain, fmt.Sprintf("%s %v", cfg.Scenario, cfg.Duration))
+	if cfg.Warmup > 0 {
+		// The same load, not counted: the first rounds after the clients
+		// loaded the documents (long histories above all) are not the
+		// steady state; the warm-up's own figures go to the notes.
+		w, err := lr.runPhase(ctx, cfg.Rate, cfg.Warmup, cfg.Drain, fmt.Sprintf("warm-up %v", cfg.Warmup))
+		if err != nil {
+			close(stopT)
+			<-doneT
+			return err
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("warm-up %v (not counted): %d changes, fan-out p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d incomplete",
+			cfg.Warmup, w.Changes, w.Latency.P50, w.Latency.P99, w.Latency.Max, w.Incomplete))
+	}
+	ph, err := lr.runPhase(ctx, cfg.Rate, cfg.Duration, cfg.Drain, fmt.Sprintf("%s %v", cfg.Scenario, cfg.Duration))
 	close(stopT)
 	<-doneT
+	if err != nil {
+		return err
+	}
 	conv := lr.converge(ctx, cfg.Drain)
-	lr.stopReceivers()
+	res.figure("converge_s", lr.convergeSecs)
 	copyPhase(res, ph)
 	res.Converged = &conv
-	if n := lr.recvErrs.Load(); n > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d subscriptions fell behind and were renewed", n))
-	}
+	perClient(cfg, res, rss0)
 	return ctx.Err()
+}
+
+// serverRSS is the spawned server's resident set now (0 without one).
+func serverRSS(cfg *Config) int64 {
+	if cfg.Spawn == nil {
+		return 0
+	}
+	return cfg.Spawn.Sample().RSSBytes
+}
+
+// perClient adds the server's peak memory per client above what it held
+// before the clients came (rss0).
+func perClient(cfg *Config, res *Result, rss0 int64) {
+	if cfg.Spawn == nil || rss0 <= 0 || res.Clients == 0 || res.PeakRSSBytes <= rss0 {
+		return
+	}
+	res.figure("server_rss_before_mb", float64(rss0)/(1<<20))
+	res.figure("server_rss_per_client_kb", float64(res.PeakRSSBytes-rss0)/1024/float64(res.Clients))
 }
 
 // runRamp raises the per-client rate by RampFactor each step until a step's
@@ -131,27 +195,31 @@ func runRamp(ctx context.Context, cfg *Config, url string, res *Result) error {
 		capacity += int(math.Ceil(r*cfg.StepDuration.Seconds())) + 1
 		r *= cfg.RampFactor
 	}
-	lr, err := setupGroups(ctx, cfg, url, []int{cfg.Clients}, capacity)
+	rss0 := serverRSS(cfg)
+	lr, err := newLoadRun(ctx, cfg, url, []int{cfg.Clients}, capacity, res)
 	if err != nil {
 		return err
 	}
-	defer closeAll(lr.clients)
-	if err := lr.startReceivers(ctx); err != nil {
-		return err
-	}
+	defer lr.close()
 	lr.start = time.Now()
 	stopT, doneT := make(chan struct{}), make(chan struct{})
 	go lr.sampleTimeline(stopT, &res.Timeline, doneT)
 	rate := cfg.Rate
 	drain := min(cfg.Drain, max(5*time.Second, 4*cfg.P99Bound))
 	var why string
+	var failed error
 	for step := range cfg.RampSteps {
 		if ctx.Err() != nil {
 			break
 		}
-		ph := lr.runPhase(ctx, rate, cfg.StepDuration, drain, fmt.Sprintf("ramp step %d: %.0f changes/s", step+1, rate*float64(cfg.Clients)))
+		ph, err := lr.runPhase(ctx, rate, cfg.StepDuration, drain, fmt.Sprintf("ramp step %d: %.0f changes/s", step+1, rate*float64(cfg.writersOf(cfg.Clients))))
+		if err != nil {
+			failed = err
+			break
+		}
 		res.Steps = append(res.Steps, ph)
 		res.PeakRSSBytes = max(res.PeakRSSBytes, ph.PeakRSSBytes)
+		res.ClientPeakRSSBytes = max(res.ClientPeakRSSBytes, ph.ClientPeakRSSBytes)
 		within := ph.Latency.Count > 0 && ph.Latency.P99 <= float64(cfg.P99Bound.Microseconds())/1000 && ph.Incomplete == 0
 		if within {
 			res.Saturation = max(res.Saturation, ph.Delivered)
@@ -171,8 +239,11 @@ func runRamp(ctx context.Context, cfg *Config, url string, res *Result) error {
 	}
 	close(stopT)
 	<-doneT
+	if failed != nil {
+		return failed
+	}
 	conv := lr.converge(ctx, cfg.Drain)
-	lr.stopReceivers()
+	res.figure("converge_s", lr.convergeSecs)
 	res.Converged = &conv
 	if why == "" {
 		why = fmt.Sprintf("no limit reached in %d steps", len(res.Steps))
@@ -195,10 +266,12 @@ func runRamp(ctx context.Context, cfg *Config, url string, res *Result) error {
 			res.Latency = s.Latency
 			res.Offered, res.Achieved, res.Delivered = s.Offered, s.Achieved, s.Delivered
 			res.ServerCPUPercent, res.CPUPerChangeUs = s.ServerCPUPercent, s.CPUPerChangeUs
+			res.ClientCPUPercent = s.ClientCPUPercent
 			break
 		}
 	}
 	res.figure("saturation_changes_per_s", res.Saturation)
+	perClient(cfg, res, rss0)
 	return ctx.Err()
 }
 

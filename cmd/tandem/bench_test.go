@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBenchCLI(t *testing.T) {
@@ -67,10 +69,50 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "dashboard", "--server", "ws://127.0.0.1:1/sync", "--clients", "1"},
 		{"bench", "dashboard", "--server", "ws://127.0.0.1:1/sync", "--rate", "-3"},
 		{"bench", "dashboard", "--spawn", "no-port-here"},
+		{"bench", "dashboard", "--server", "ws://127.0.0.1:1/sync", "--procs", "100"},
+		{"bench", "many-docs", "--server", "ws://127.0.0.1:1/sync", "--procs", "2"},
+		{"bench-worker", "extra"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), args, nil, &stdout, &stderr); code != exitUsage {
 			t.Errorf("%q: exit %d, stderr %s", args, code, stderr.String())
 		}
+	}
+}
+
+// TestBenchProcs runs the built binary, so that its workers are the
+// binary's hidden bench-worker command, as in real use.
+func TestBenchProcs(t *testing.T) {
+	bin := tandemBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	cmd := exec.CommandContext(ctx, bin, "bench", "--quiet",
+		"--spawn", bin+" serve --addr 127.0.0.1:{port} --data {dir} --log-level warn",
+		"--procs", "2", "--clients", "4", "--rate", "10", "--duration", "1s", "--drain", "10s",
+		"--json", jsonPath, "dashboard")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var res struct {
+		Params    map[string]any `json:"params"`
+		Converged bool           `json:"converged"`
+		Changes   int            `json:"changes"`
+		Complete  int            `json:"complete"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Params["procs"] != 2.0 || !res.Converged || res.Changes == 0 || res.Complete != res.Changes {
+		t.Errorf("json: %s", b)
+	}
+	// The workers are gone with the run.
+	if o, err := exec.Command("pgrep", "-f", bin+" bench-worker").Output(); err == nil && len(o) > 0 {
+		t.Errorf("workers still running: %s", o)
 	}
 }

@@ -19,6 +19,8 @@ import (
 const benchSynopsis = `bench [--server ws://127.0.0.1:7070/sync | --spawn 'CMD {port} {dir}'] [flags] SCENARIO
 
 Scenarios: dashboard, rooms, many-docs, large-doc, ramp (see loadgen's package doc).
+--procs P runs the clients of dashboard, rooms and ramp in P worker processes
+(this binary again), so that the load generator is not the bottleneck.
 Only loopback servers are accepted. --spawn starts the server itself on a free
 loopback port ({port}) and a fresh data directory ({dir}), measures its CPU and
 memory, and stops it at the end, e.g.
@@ -31,10 +33,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	spawnDir := fs.String("spawn-dir", "", "data directory for --spawn (default: a temporary directory, removed at the end)")
 	serverLog := fs.String("server-log", "", "file for the spawned server's output (default: discarded)")
 	clients := fs.Int("clients", 10, "clients on the shared document (dashboard, ramp)")
+	writers := fs.Int("writers", 0, "only the first N clients of each document write, the others only receive (default: all write)")
 	widgets := fs.Int("widgets", 20, "widgets per document")
 	rate := fs.Float64("rate", 2, "changes per second per client (ramp: the first step)")
 	duration := fs.Duration("duration", 10*time.Second, "load duration (dashboard, rooms)")
+	warmup := fs.Duration("warmup", 0, "run the load this long first, without counting it (dashboard, rooms)")
 	history := fs.Int("history", 0, "changes in each document's history before the run")
+	preload := fs.Bool("preload", false, "clients start with the document in their own store (returning users) instead of fetching it through the server")
 	docs := fs.Int("docs", 0, "rooms (default 100), or documents to create for many-docs (default 1000)")
 	roomClients := fs.Int("room-clients", 3, "clients per room (rooms)")
 	load := fs.Int("load", 100, "documents a fresh client loads (many-docs)")
@@ -46,6 +51,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	drain := fs.Duration("drain", 15*time.Second, "time allowed after the load for changes to arrive and clients to converge")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default: planned time + 2m)")
 	seed := fs.Int64("seed", 1, "seed of the random choices")
+	procs := fs.Int("procs", 1, "spread the clients over this many worker processes (dashboard, rooms, ramp)")
+	conc := fs.Int("concurrency", 32, "parallel connects and document opens during set-up (per process)")
 	jsonOut := fs.String("json", "", "write the results as JSON to FILE")
 	plotOut := fs.String("plot", "", "write a latency and throughput picture to FILE.png")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -72,10 +79,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg := loadgen.Config{
 		Scenario: pos[0], Server: *server,
-		Clients: *clients, Widgets: *widgets, Rate: *rate, Duration: *duration, History: *history,
+		Clients: *clients, Writers: *writers, Widgets: *widgets, Rate: *rate, Duration: *duration, Warmup: *warmup, History: *history, Preload: *preload,
 		Docs: *docs, RoomClients: *roomClients, Load: *load, SizeMB: *size,
 		RampFactor: *factor, RampSteps: *steps, StepDuration: *step, P99Bound: *bound,
-		Drain: *drain, Timeout: *timeout, Seed: *seed,
+		Drain: *drain, Timeout: *timeout, Seed: *seed, Procs: *procs, Concurrency: *conc,
+	}
+	if *procs > 1 {
+		// The workers are this binary again, as the hidden bench-worker command.
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: --procs: find this program: %w", err)
+		}
+		cfg.WorkerCommand = []string{exe, benchWorkerCmd}
 	}
 	if !*quiet {
 		cfg.Progress = &barProgress{w: stderr}
@@ -118,6 +133,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return err
+}
+
+// benchWorkerCmd is the hidden command a worker of `bench --procs` runs:
+// commands on stdin, reports on stdout (loadgen.RunWorker).
+const benchWorkerCmd = "bench-worker"
+
+func runBenchWorker(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) != 0 {
+		return fmt.Errorf("%w: %s takes no arguments (it is started by bench --procs)", errUsage, benchWorkerCmd)
+	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	return loadgen.RunWorker(ctx, stdin, stdout)
 }
 
 // barProgress shows loadgen's phases as progress bars on the terminal.

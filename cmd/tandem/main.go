@@ -71,6 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runServe(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
+	case benchWorkerCmd:
+		err = runBenchWorker(ctx, args[1:], stdin, stdout)
 	case "token":
 		err = runToken(ctx, args[1:], stdout, stderr)
 	case "sync":
