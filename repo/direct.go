@@ -97,7 +97,7 @@ func (o *owner) hibernate() {
 		pd.ss = nil
 	}
 	o.direct.doc, o.direct.base = nil, heads
-	o.doc = nil
+	o.doc, o.view, o.viewDoc = nil, nil, nil
 	o.mutated()
 	o.noteSize()
 	o.setAsleep(true)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,11 @@ type owner struct {
 	lastActive    atomic.Int64  // unix ns of the last batch, for Repo.reap
 	sleeping      atomic.Bool   // asleep, for Repo.reap
 	memBytes      atomic.Int64  // stored size while in memory, for Repo.Stats
+	// The JSON view read at the last flush with remote changes, reused as
+	// the next "before" while the document is unchanged (subscribers only).
+	view      any
+	viewDoc   *crdt.Doc
+	viewHeads []crdt.Hash
 
 	headsCache []crdt.Hash // valid while headsValid; saves cgo calls
 	headsValid bool
@@ -329,6 +335,12 @@ func (o *owner) afterFlush(fn func(error)) { o.waiters = append(o.waiters, fn) }
 // subscribers can be told which paths it touched.
 func (o *owner) markRemoteBefore() {
 	if len(o.subs) > 0 && o.before == nil && o.doc != nil {
+		if o.view != nil && o.doc == o.viewDoc && slices.Equal(o.viewHeads, o.heads()) {
+			// Unchanged since the last flush read it: reading the whole
+			// document is most of a subscribed client's cost.
+			o.before = o.view
+			return
+		}
 		v, err := o.doc.Get("")
 		if err == nil {
 			o.before = v
@@ -395,6 +407,7 @@ func (o *owner) flush() error {
 	if o.before != nil {
 		after, gerr := o.doc.Get("")
 		if gerr == nil {
+			o.view, o.viewDoc, o.viewHeads = after, o.doc, slices.Clone(o.heads())
 			paths := crdt.ChangedPaths(o.before, after)
 			if len(paths) > 0 {
 				o.events = append(o.events, Event{DocumentID: o.id, Paths: paths, Remote: true})
