@@ -40,8 +40,8 @@ type Config struct {
 	// it persists once. Default 256.
 	MaxBatch int
 	// CompactMinBytes: a document is compacted into one snapshot once its
-	// incremental chunks hold at least this many bytes and more bytes than
-	// its snapshot. Default 16 KiB.
+	// incremental chunks hold at least this many bytes and more than four
+	// times its snapshot's. Default 16 KiB.
 	CompactMinBytes int64
 	// PeerID names this repo to sync peers. Default "tandem-" + random.
 	PeerID string
