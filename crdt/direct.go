@@ -89,7 +89,11 @@ func (d *Doc) ApplyDirectly(m *SyncMessage) (SyncResult, error) {
 	if err := d.LoadIncremental(res.Changes); err != nil {
 		return SyncResult{}, err
 	}
-	res.Changed = !sameHeads(before, d.am.Heads())
+	after := d.am.Heads()
+	res.Changed = !sameHeads(before, after)
+	for _, h := range after {
+		d.remember(h) // the next change's dependencies
+	}
 	return res, nil
 }
 

@@ -36,6 +36,21 @@ type Doc struct {
 	// replacing the inner document (Rollback) would lose them, which can
 	// stall sync for good: the peer remembers having sent them.
 	queued map[automerge.ChangeHash][]byte
+
+	// known caches hashes found in the document: a change never leaves
+	// it, and automerge-go can only answer "is h here?" by serializing the
+	// change (the commonest question: a new change's dependencies, which
+	// are our latest changes). Bounded; cleared when full.
+	known map[automerge.ChangeHash]struct{}
+}
+
+const maxKnown = 4096
+
+func (d *Doc) remember(h automerge.ChangeHash) {
+	if d.known == nil || len(d.known) >= maxKnown {
+		d.known = make(map[automerge.ChangeHash]struct{}, 64)
+	}
+	d.known[h] = struct{}{}
 }
 
 // guard runs f and turns a panic (automerge-go panics on some errors) into
@@ -161,9 +176,15 @@ func (d *Doc) LoadIncremental(data []byte) error {
 
 // hasChange reports whether the change is applied (not merely queued).
 func (d *Doc) hasChange(h automerge.ChangeHash) bool {
+	if _, ok := d.known[h]; ok {
+		return true
+	}
 	noteForeign(changeCost)
-	_, err := d.am.Change(h)
-	return err == nil
+	if _, err := d.am.Change(h); err != nil {
+		return false
+	}
+	d.remember(h)
+	return true
 }
 
 // trackQueued forgets queued changes that got applied and remembers those
@@ -352,6 +373,7 @@ func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
 			return err
 		}
 		info = CommitInfo{Hash: Hash(h), Paths: d.paths, Bytes: ch.Save()}
+		d.remember(h)
 		return nil
 	})
 	if err != nil {
