@@ -293,3 +293,23 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// startAdmin serves ts's admin endpoints on a free loopback port until the
+// test ends and returns their base URL.
+func startAdmin(t *testing.T, ts *testServer) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.ServeAdmin(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeAdmin: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -202,20 +201,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 
 func TestAdminServesMetricsAndPprof(t *testing.T) {
 	ts := startServer(t, false, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ts.srv.ServeAdmin(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ServeAdmin: %v", err)
-		}
-	}()
-	admin := "http://" + ln.Addr().String()
+	admin := startAdmin(t, ts)
 	scrapeMetrics(t, admin+"/metrics").value(t, "tandem_connections")
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
 		resp, err := http.Get(admin + path)

@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"context"
-	"net"
 	"strings"
 	"testing"
 
@@ -29,20 +27,7 @@ func TestMetricsToken(t *testing.T) {
 		t.Fatalf("healthz: %d", r.code)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ts.srv.ServeAdmin(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ServeAdmin: %v", err)
-		}
-	}()
-	admin := &testServer{t: t, base: "http://" + ln.Addr().String()}
+	admin := &testServer{t: t, base: startAdmin(t, ts)}
 	if r := admin.do("GET", "/metrics", "", "", nil); r.code != 200 || !strings.Contains(string(r.body), "tandem_connections") {
 		t.Fatalf("admin /metrics without a token: %d %.200s", r.code, r.body)
 	}
