@@ -85,11 +85,11 @@ func (d *Doc) ApplyDirectly(m *SyncMessage) (SyncResult, error) {
 	if res.NChanges == 0 {
 		return res, nil
 	}
-	before := d.am.Heads()
+	before := d.amHeads()
 	if err := d.LoadIncremental(res.Changes); err != nil {
 		return SyncResult{}, err
 	}
-	after := d.am.Heads()
+	after := d.amHeads()
 	res.Changed = !sameHeads(before, after)
 	for _, h := range after {
 		d.remember(h) // the next change's dependencies

@@ -42,7 +42,27 @@ type Doc struct {
 	// change (the commonest question: a new change's dependencies, which
 	// are our latest changes). Bounded; cleared when full.
 	known map[automerge.ChangeHash]struct{}
+
+	// heads caches the committed heads (valid while headsOK): asking
+	// Automerge costs a cgo call and a result of its own (several µs), and
+	// the sync paths ask several times per message. Every call that can
+	// add a change clears headsOK.
+	heads   []automerge.ChangeHash
+	headsOK bool
 }
+
+// amHeads returns the committed heads, from the cache when valid. Callers
+// must not modify the result.
+func (d *Doc) amHeads() []automerge.ChangeHash {
+	if !d.headsOK {
+		d.heads = d.am.Heads()
+		d.headsOK = true
+	}
+	return d.heads
+}
+
+// changed forgets the cached heads: a change may have been added.
+func (d *Doc) changed() { d.headsOK = false }
 
 const maxKnown = 4096
 
@@ -150,7 +170,8 @@ func (d *Doc) LoadIncremental(data []byte) error {
 	if err := d.flush(); err != nil {
 		return err
 	}
-	if len(d.am.Heads()) == 0 {
+	defer d.changed()
+	if len(d.amHeads()) == 0 {
 		// Nothing to merge with: loading as a document is much faster than
 		// applying a snapshot change by change. (Load refuses changes whose
 		// dependencies are missing; the general path below queues them.)
@@ -246,6 +267,7 @@ func (d *Doc) trackQueued(candidates []changeChunk) {
 // changes of the old one.
 func (d *Doc) replaceInner(am *automerge.Doc) error {
 	d.am = am
+	d.changed()
 	if len(d.queued) == 0 {
 		return nil
 	}
@@ -265,7 +287,7 @@ func (d *Doc) Save() []byte {
 	var out []byte
 	_ = guard(ErrCorrupt, "save", func() error {
 		out = d.am.Save()
-		d.saved = d.am.Heads()
+		d.saved = d.amHeads()
 		return nil
 	})
 	noteForeign(len(out))
@@ -280,7 +302,7 @@ func (d *Doc) SaveIncremental() []byte {
 	_ = d.flush()
 	var out []byte
 	_ = guard(ErrCorrupt, "save incremental", func() error {
-		heads := d.am.Heads()
+		heads := d.amHeads()
 		cs, err := d.am.Changes(d.saved...)
 		if err != nil {
 			return err
@@ -302,7 +324,7 @@ func (d *Doc) Heads() []Hash {
 		return fromAMHashes(d.base)
 	}
 	var hs []automerge.ChangeHash
-	_ = guard(ErrCorrupt, "heads", func() error { hs = d.am.Heads(); return nil })
+	_ = guard(ErrCorrupt, "heads", func() error { hs = d.amHeads(); return nil })
 	return fromAMHashes(hs)
 }
 
@@ -358,6 +380,7 @@ func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
 		info  CommitInfo
 		empty bool
 	)
+	defer d.changed()
 	err := guard(ErrCorrupt, "commit", func() error {
 		now := commitClock()
 		h, err := d.am.Commit(msg, automerge.CommitOptions{Time: &now, AllowEmpty: allowEmpty})
@@ -410,7 +433,7 @@ func (d *Doc) clearPending() {
 // beginWrite records that ptr is about to be written.
 func (d *Doc) beginWrite(ptr string) {
 	if !d.dirty {
-		d.base = d.am.Heads() // no open transaction, so this commits nothing
+		d.base = d.amHeads() // no open transaction, so this commits nothing
 		d.dirty = true
 	}
 	if d.pathSet == nil {
@@ -513,6 +536,7 @@ func (d *Doc) Merge(other *Doc) error {
 	if err := other.flush(); err != nil {
 		return err
 	}
+	defer d.changed()
 	return guard(ErrCorrupt, "merge", func() error {
 		_, err := d.am.Merge(other.am)
 		return err

@@ -139,12 +139,13 @@ func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
 	var res SyncResult
 	fresh, nFresh := newChanges(s.doc, hdr.changes)
 	err = guard(ErrInvalidSync, "receive", func() error {
-		before := s.doc.am.Heads()
+		before := s.doc.amHeads()
 		s.attach()
+		s.doc.changed()
 		if _, err := s.ss.ReceiveMessage(msg); err != nil {
 			return err
 		}
-		res.Changed = !sameHeads(before, s.doc.am.Heads())
+		res.Changed = !sameHeads(before, s.doc.amHeads())
 		return nil
 	})
 	if err != nil {

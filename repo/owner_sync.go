@@ -246,10 +246,71 @@ func (o *owner) wakePeers() {
 			o.findWaiters = nil
 		}
 	}
+	var shared directShare
 	for p := range o.dirtyPeers {
-		p.markDirty(o.id)
+		if !o.pushDirect(p, &shared) {
+			p.markDirty(o.id)
+		}
 	}
 	clear(o.dirtyPeers)
+}
+
+// directShare lets the peers of one distribution that get the same changes
+// share one encoded message.
+type directShare struct {
+	out    [][]byte
+	msg    []byte
+	sorted []crdt.Hash // our sorted heads when msg was built
+}
+
+// pushDirect builds the next message for a peer on the direct path here,
+// right after the flush, and hands it to the peer's writer, instead of
+// having the writer ask for it with a round trip through the owner's inbox
+// (one per peer per batch: 16% of a server's CPU with 1,000 peers). It
+// reports false when the peer needs the pull path: not on the direct path,
+// something else to send first, or its ready slot still taken.
+func (o *owner) pushDirect(p *peer, shared *directShare) bool {
+	pd := o.peers[p]
+	if o.doc == nil || pd == nil || !pd.hasOK || pd.behind || pd.push != nil || pd.request ||
+		o.coalesce.active() || o.doc.HasUncommitted() || p.readyPending(o.id) {
+		return false
+	}
+	var msg []byte
+	if len(pd.out) > 0 && sameChunks(pd.out, shared.out) {
+		msg, pd.out = shared.msg, nil
+		pd.unanswered = false
+		pd.sent = true
+		pd.sentHeads = shared.sorted
+	} else {
+		out := pd.out
+		msg = o.generateDirect(p, pd)
+		if len(out) > 0 && msg != nil {
+			shared.out, shared.msg, shared.sorted = out, msg, pd.sentHeads
+		}
+	}
+	if msg == nil {
+		return true // nothing to say; the pull path would find nothing either
+	}
+	o.repo.net.stats.directOut.Add(1)
+	p.deliverReady(o.id, transport.Message{
+		Type: transport.TypeSync, SenderID: o.repo.net.peerID, TargetID: p.id,
+		DocumentID: string(o.id), Data: msg,
+	})
+	return true
+}
+
+// sameChunks reports whether a and b hold the same chunks (the same bytes
+// in memory: the peers' queues share the batch's chunks).
+func sameChunks(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) || (len(a[i]) > 0 && &a[i][0] != &b[i][0]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (o *owner) peerUnavailable(p *peer) {

@@ -39,6 +39,12 @@ type peer struct {
 	dirty    map[crdt.DocumentID]bool      // value: send as "request"
 	dirtyAt  map[crdt.DocumentID]time.Time // when first marked dirty; nil without an Observer
 	outbox   []transport.Message
+	// ready holds at most one direct-path message per document that its
+	// owner built while distributing a batch (see owner.pushDirect), so
+	// the writer need not ask the owner for it. One slot per document
+	// keeps a slow peer's cost bounded: while it is taken, the owner marks
+	// the document dirty instead and the changes wait in the peer's queue.
+	ready    map[crdt.DocumentID]readyMsg
 	docs     map[crdt.DocumentID]*owner // attached documents (one owner ref each)
 	detached bool
 
@@ -79,6 +85,38 @@ func (p *peer) markDirty(doc crdt.DocumentID) {
 	}
 	p.mu.Unlock()
 	p.wake()
+}
+
+// readyMsg is a sync message an owner made ready for the writer.
+type readyMsg struct {
+	m  transport.Message
+	at time.Time // when the owner built it (fan-out latency)
+}
+
+// readyPending reports whether doc's ready slot is taken.
+func (p *peer) readyPending(doc crdt.DocumentID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.ready[doc]
+	return ok
+}
+
+// deliverReady puts m in doc's ready slot, which must be free (only doc's
+// owner fills it), and wakes the writer. It returns false when the
+// document is no longer attached.
+func (p *peer) deliverReady(doc crdt.DocumentID, m transport.Message) bool {
+	p.mu.Lock()
+	if _, ok := p.docs[doc]; !ok || p.detached {
+		p.mu.Unlock()
+		return false
+	}
+	if p.ready == nil {
+		p.ready = make(map[crdt.DocumentID]readyMsg)
+	}
+	p.ready[doc] = readyMsg{m: m, at: time.Now()}
+	p.mu.Unlock()
+	p.wake()
+	return true
 }
 
 // enqueue queues a control message. Ephemeral messages are dropped when the
@@ -178,6 +216,7 @@ func (p *peer) forgetDoc(doc crdt.DocumentID) {
 	delete(p.docs, doc)
 	delete(p.dirty, doc)
 	delete(p.dirtyAt, doc)
+	delete(p.ready, doc)
 	p.mu.Unlock()
 	if o != nil {
 		p.n.r.release(o)
@@ -339,6 +378,7 @@ func (p *peer) detach() {
 	p.docs = map[crdt.DocumentID]*owner{}
 	p.dirty = map[crdt.DocumentID]bool{}
 	clear(p.dirtyAt)
+	p.ready = nil
 	p.mu.Unlock()
 	for _, o := range docs {
 		_ = o.send(context.Background(), func(o *owner) {
@@ -538,6 +578,8 @@ func (p *peer) writeLoop() {
 			p.mu.Lock()
 			out := p.outbox
 			p.outbox = nil
+			ready := p.ready
+			p.ready = nil
 			dirty := p.dirty
 			p.dirty = make(map[crdt.DocumentID]bool)
 			var dirtyAt map[crdt.DocumentID]time.Time
@@ -552,12 +594,23 @@ func (p *peer) writeLoop() {
 				}
 			}
 			p.mu.Unlock()
-			if len(out) == 0 && len(dirty) == 0 {
+			if len(out) == 0 && len(dirty) == 0 && len(ready) == 0 {
 				break
 			}
 			for _, m := range out {
 				if err := p.write(ctx, m); err != nil {
 					return
+				}
+			}
+			// Ready messages were built before anything generated below,
+			// so they go first: a document's messages stay in order.
+			for _, r := range ready {
+				p.n.stats.syncOut.Add(1)
+				if err := p.write(ctx, r.m); err != nil {
+					return
+				}
+				if p.dirtyAt != nil {
+					p.n.r.obs.FanoutLatency(time.Since(r.at))
 				}
 			}
 			for id, o := range owners {
