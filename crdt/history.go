@@ -75,11 +75,22 @@ func (d *Doc) HasChange(h Hash) bool { return d.hasChange(automerge.ChangeHash(h
 // filters, so it delivers changes that a stalled session keeps back.
 // Hashes d does not know are ignored.
 func (d *Doc) PushMessage(theirHeads []Hash) ([]byte, error) {
+	changes, err := d.ChangeChunks(theirHeads)
+	if err != nil {
+		return nil, err
+	}
+	return DirectMessage(d.Heads(), changes), nil
+}
+
+// ChangeChunks returns, one chunk each and in causal order, every change
+// of d that is not an ancestor of heads (all of them for no heads). Hashes
+// d does not know are ignored. Pending writes are committed first.
+func (d *Doc) ChangeChunks(heads []Hash) ([][]byte, error) {
 	if err := d.flush(); err != nil {
 		return nil, err
 	}
 	var known []automerge.ChangeHash
-	for _, h := range theirHeads {
+	for _, h := range heads {
 		if d.hasChange(automerge.ChangeHash(h)) {
 			known = append(known, automerge.ChangeHash(h))
 		}
@@ -90,16 +101,20 @@ func (d *Doc) PushMessage(theirHeads []Hash) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		noteForeign(changeCost * len(cs))
+		n := 0
 		for _, c := range cs {
-			changes = append(changes, c.Save())
+			b := c.Save()
+			n += len(b)
+			changes = append(changes, b)
 		}
+		// The result holds each change decoded: about ten times its bytes.
+		noteForeign(changeCost*len(cs) + 8*n)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return DirectMessage(d.Heads(), changes), nil
+	return changes, nil
 }
 
 func appendHashes(b []byte, hs []Hash) []byte {

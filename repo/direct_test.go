@@ -246,3 +246,78 @@ func TestMaxLiveDocuments(t *testing.T) {
 		waitFor(t, func() bool { v, _ := sh.Get(ctx, "/i"); return fmt.Sprint(v) == fmt.Sprint(i+100) }, "server has the change")
 	}
 }
+
+// TestFreshPeersShareOneFullMessage: clients that join with nothing get the
+// whole document from the server's cached change list, which follows every
+// change made meanwhile (local, and concurrent ones from two writers), so
+// each newcomer ends with exactly the writers' heads.
+func TestFreshPeersShareOneFullMessage(t *testing.T) {
+	ctx := ctxT(t)
+	srv := newRepo(t, memory.New())
+	a, b := clientRepo(t), clientRepo(t)
+	pair(t, srv, a)
+	pair(t, srv, b)
+	ha, err := a.CreateJSON(ctx, []byte(`{"n":0,"m":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if _, err := ha.Set(ctx, "/n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ha.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hb, err := b.Find(ctx, ha.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := func(step string) {
+		t.Helper()
+		want, err := ha.Heads(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool {
+			hs, err := srv.Find(ctx, ha.ID())
+			if err != nil {
+				return false
+			}
+			got, _ := hs.Heads(ctx)
+			return slices.Equal(sortHashes(got), sortHashes(want))
+		}, step+": the server has a's heads")
+		c := clientRepo(t)
+		pair(t, srv, c)
+		hc, err := c.Find(ctx, ha.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool {
+			got, _ := hc.Heads(ctx)
+			return slices.Equal(sortHashes(got), sortHashes(want))
+		}, step+": a newcomer has every change")
+	}
+	join("first")
+	// Concurrent writes of a and b: the document then has two heads.
+	for i := range 5 {
+		if _, err := ha.Set(ctx, "/n", 100+i); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hb.Set(ctx, "/m", 100+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		x, _ := ha.Heads(ctx)
+		y, _ := hb.Heads(ctx)
+		return slices.Equal(sortHashes(x), sortHashes(y))
+	}, "a and b converge")
+	join("after concurrent writes")
+	join("again, unchanged")
+	st := srv.Stats()
+	if st.FullCached == 0 {
+		t.Fatalf("no newcomer was served from the cached change list: %+v", st)
+	}
+	t.Logf("full messages: %d built, %d from the cache", st.FullBuilt, st.FullCached)
+}

@@ -80,6 +80,7 @@ type netStats struct {
 	// sync messages taken and made on the direct path or by an Automerge
 	// session (see direct.go)
 	directIn, directOut, sessionIn, sessionOut atomic.Int64
+	fullBuilt, fullCached                      atomic.Int64
 }
 
 // Stats is a snapshot of a repo's counters since it started.
@@ -100,6 +101,10 @@ type Stats struct {
 	// size of the changes) and by Automerge sync sessions (cost: the
 	// document's history); see the repo package documentation.
 	DirectIn, DirectOut, SessionIn, SessionOut int64
+	// Direct messages with the whole document for peers that had none of
+	// it: built by asking Automerge for every change, or from the
+	// document's cached change list (see directState.all).
+	FullBuilt, FullCached int64
 }
 
 // Stats returns the repo's counters.
@@ -115,6 +120,7 @@ func (r *Repo) Stats() Stats {
 		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(), SyncOut: n.stats.syncOut.Load(),
 		DirectIn: n.stats.directIn.Load(), DirectOut: n.stats.directOut.Load(),
 		SessionIn: n.stats.sessionIn.Load(), SessionOut: n.stats.sessionOut.Load(),
+		FullBuilt: n.stats.fullBuilt.Load(), FullCached: n.stats.fullCached.Load(),
 	}
 }
 
