@@ -46,6 +46,13 @@ type PeerConfig struct {
 	// local changes have had no answer from the server for this long gets
 	// a fresh sync session. Default 2s; negative: never.
 	StallTimeout time.Duration
+	// SendRatePerSecond paces the messages this repo sends on connections
+	// it dialled, so that a client with thousands of documents stays under
+	// a server's incoming limit (RatePerSecond above, 2000/s by default)
+	// instead of being cut off when it connects and announces them all.
+	// Messages wait; nothing is dropped. Default 1800; negative: no pacing.
+	// Accepted connections (a server's clients) are never paced.
+	SendRatePerSecond float64
 	// OutboxSize bounds queued control messages (ephemeral relays,
 	// doc-unavailable, errors) per peer; ephemeral messages beyond it are
 	// dropped. Default 1024.
@@ -67,6 +74,9 @@ func (c *PeerConfig) setDefaults() {
 	}
 	if c.OutboxSize <= 0 {
 		c.OutboxSize = 1024
+	}
+	if c.SendRatePerSecond == 0 {
+		c.SendRatePerSecond = 1800
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = 2 * time.Second

@@ -555,6 +555,16 @@ func (p *peer) writeLoop() {
 	}()
 	interval := p.n.cfg.SyncInterval
 	var last time.Time
+	var pace *pacer
+	if !p.accepted && p.n.cfg.SendRatePerSecond > 0 {
+		pace = newPacer(p.n.cfg.SendRatePerSecond)
+	}
+	write := func(m transport.Message) error {
+		if !pace.wait(p.stopc) {
+			return ErrClosed
+		}
+		return p.write(ctx, m)
+	}
 	for {
 		select {
 		case <-p.stopc:
@@ -598,7 +608,7 @@ func (p *peer) writeLoop() {
 				break
 			}
 			for _, m := range out {
-				if err := p.write(ctx, m); err != nil {
+				if err := write(m); err != nil {
 					return
 				}
 			}
@@ -606,7 +616,7 @@ func (p *peer) writeLoop() {
 			// so they go first: a document's messages stay in order.
 			for _, r := range ready {
 				p.n.stats.syncOut.Add(1)
-				if err := p.write(ctx, r.m); err != nil {
+				if err := write(r.m); err != nil {
 					return
 				}
 				if p.dirtyAt != nil {
@@ -620,7 +630,7 @@ func (p *peer) writeLoop() {
 				}
 				for _, m := range msgs {
 					p.n.stats.syncOut.Add(1)
-					if err := p.write(ctx, m); err != nil {
+					if err := write(m); err != nil {
 						return
 					}
 				}
@@ -630,4 +640,42 @@ func (p *peer) writeLoop() {
 			}
 		}
 	}
+}
+
+// pacer is a token bucket for the messages a client sends, with half a
+// second's worth of burst (a server's burst is usually larger than its
+// rate). A nil pacer never waits.
+type pacer struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+func newPacer(rate float64) *pacer {
+	burst := max(1, rate/2)
+	return &pacer{rate: rate, burst: burst, tokens: burst, last: time.Now()}
+}
+
+// wait takes one token, waiting for it if needed; false if stop closed first.
+func (pc *pacer) wait(stop <-chan struct{}) bool {
+	if pc == nil {
+		return true
+	}
+	now := time.Now()
+	pc.tokens = min(pc.burst, pc.tokens+now.Sub(pc.last).Seconds()*pc.rate)
+	pc.last = now
+	if pc.tokens < 1 {
+		t := time.NewTimer(time.Duration((1 - pc.tokens) / pc.rate * float64(time.Second)))
+		select {
+		case <-stop:
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		now = time.Now()
+		pc.tokens = min(pc.burst, pc.tokens+now.Sub(pc.last).Seconds()*pc.rate)
+		pc.last = now
+	}
+	pc.tokens--
+	return true
 }

@@ -163,3 +163,66 @@ func TestSyncRemoteEventsAndEphemeral(t *testing.T) {
 		t.Fatal("no ephemeral")
 	}
 }
+
+// TestClientPacesUnderServerRate: a client that connects with many
+// documents paces its messages under the server's incoming limit instead of
+// being cut off; without pacing the same client is cut off.
+func TestClientPacesUnderServerRate(t *testing.T) {
+	for _, paced := range []bool{true, false} {
+		t.Run(fmt.Sprintf("paced=%v", paced), func(t *testing.T) {
+			ctx := ctxT(t)
+			srv := newRepo(t, memory.New(), func(c *repo.Config) {
+				c.Peers = repo.PeerConfig{RatePerSecond: 400, Burst: 200}
+			})
+			c := newRepo(t, memory.New(), func(c *repo.Config) {
+				c.Share = repo.ClientSharePolicy{}
+				c.Peers = repo.PeerConfig{SendRatePerSecond: 300}
+				if !paced {
+					c.Peers.SendRatePerSecond = -1
+				}
+			})
+			const n = 300
+			ids := make([]crdt.DocumentID, n)
+			for i := range ids {
+				h, err := c.CreateJSON(ctx, []byte(fmt.Sprintf(`{"i":%d}`, i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids[i] = h.ID()
+			}
+			sc, cc := transport.Pipe()
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			srvDone := make(chan error, 1)
+			go func() { srvDone <- srv.Accept(cctx, sc) }()
+			go func() { _ = c.Connect(cctx, cc, nil) }()
+			allThere := func() bool {
+				docs, err := srv.List(ctx)
+				return err == nil && len(docs) == n
+			}
+			if !paced {
+				select {
+				case err := <-srvDone:
+					if !errors.Is(err, repo.ErrRateLimited) {
+						t.Fatalf("unpaced client: connection ended with %v, want ErrRateLimited", err)
+					}
+				case <-ctx.Done():
+					t.Fatal("an unpaced client with 300 documents was not cut off by a 200-message burst")
+				}
+				return
+			}
+			waitForDump(t, allThere, "the server stores every document of the paced client", func() {
+				select {
+				case err := <-srvDone:
+					t.Logf("the connection ended: %v", err)
+				default:
+				}
+			})
+			select {
+			case err := <-srvDone:
+				t.Fatalf("the paced client's connection ended: %v", err)
+			default:
+			}
+		})
+	}
+}
