@@ -47,6 +47,9 @@ func dial(ctx context.Context, url string) (*client, error) {
 	r, err := repo.New(repo.Config{
 		Store: store, Share: repo.ClientSharePolicy{}, IdleTimeout: time.Hour, ConflictWindow: -1,
 		Observer: arrivals{changed: changed},
+		// Unpaced: the load generator measures servers, not the Go
+		// client's politeness (PeerConfig.SendRatePerSecond).
+		Peers: repo.PeerConfig{SendRatePerSecond: -1},
 	})
 	if err != nil {
 		return nil, err

@@ -52,7 +52,8 @@ type Config struct {
 	// Duration of the measured load (dashboard, rooms). Default 10s.
 	Duration time.Duration
 	// Warmup runs the same load this long before the measured Duration,
-	// without counting it (dashboard, rooms). Default 0.
+	// without counting it (dashboard, rooms; ramp: the first step's load
+	// before the first step). Default 0.
 	Warmup time.Duration
 	// History: changes committed to a document before the run (a long
 	// history). Default 0.
@@ -62,6 +63,18 @@ type Config struct {
 	// with local storage), instead of fetching it through the server.
 	// Default false.
 	Preload bool
+	// Light makes every client of dashboard, rooms and ramp a light client:
+	// it speaks the automerge-repo protocol itself and keeps the document's
+	// change graph as hashes, without applying received changes into
+	// Automerge, so that a client costs almost nothing per change it
+	// receives and the server under test, not the load generator, is the
+	// bottleneck. Each document is uploaded by a short-lived full client;
+	// every member then opens it as a returning user who has the initial
+	// document. Light writers make their changes on their own copy of the
+	// initial document, which never takes the others' changes: each
+	// writer's changes form a chain concurrent with the other writers'.
+	// Default false: full clients (repo.Repo each).
+	Light bool
 	// Docs: rooms (default 100) or documents to create (many-docs, default 1000).
 	Docs int
 	// RoomClients: clients per room. Default 3.
@@ -172,7 +185,7 @@ func (c *Config) setDefaults() {
 	if c.Timeout == 0 {
 		planned := c.Warmup + c.Duration + 2*c.Drain
 		if c.Scenario == Ramp {
-			planned = time.Duration(c.RampSteps) * (c.StepDuration + c.Drain)
+			planned = c.Warmup + time.Duration(c.RampSteps)*(c.StepDuration+c.Drain)
 		}
 		c.Timeout = planned + 2*time.Minute
 	}
@@ -245,6 +258,10 @@ func (c *Config) validate() error {
 		return bad("procs %d: want 1..%d", c.Procs, maxProcs)
 	case c.Procs > 1 && c.Scenario != Dashboard && c.Scenario != Rooms && c.Scenario != Ramp:
 		return bad("procs: %s runs in one process (only dashboard, rooms and ramp spread over processes)", c.Scenario)
+	case c.Light && c.Scenario != Dashboard && c.Scenario != Rooms && c.Scenario != Ramp:
+		return bad("light clients: only dashboard, rooms and ramp (%s uses full clients)", c.Scenario)
+	case c.Light && c.Preload:
+		return bad("preload: light clients always start with the initial document")
 	case c.Procs > 1 && len(c.WorkerCommand) == 0:
 		return bad("procs %d: no worker command", c.Procs)
 	}
@@ -267,7 +284,7 @@ func (c *Config) plannedChanges() float64 {
 	case Rooms:
 		return float64(c.Docs*c.writersOf(c.RoomClients)) * c.Rate * (c.Warmup + c.Duration).Seconds()
 	case Ramp:
-		total, r := 0.0, c.Rate
+		total, r := float64(c.writersOf(c.Clients))*c.Rate*c.Warmup.Seconds(), c.Rate
 		for range c.RampSteps {
 			total += float64(c.writersOf(c.Clients)) * r * c.StepDuration.Seconds()
 			r *= c.RampFactor

@@ -30,6 +30,35 @@
 // it. With Config.Writers only the first clients of each document write and
 // the others watch (a dashboard edited by a few, watched by many).
 //
+// Config.Light (`tandem bench --light`) replaces the full clients of
+// dashboard, rooms and ramp by light ones, which cost almost nothing per
+// change received, so that on a small machine the server under test and
+// not the load generator saturates (the same light client drives every
+// server, so comparisons stay fair). A light client speaks the
+// automerge-repo protocol itself over transport/ws (join, peer, sync) and
+// never applies received changes into Automerge: it keeps the document's
+// change graph as hashes. A short-lived full client uploads each
+// document's initial version; every member then opens it as a returning
+// user who has exactly that version (a sync message whose heads are the
+// initial heads; both Tandem and the JavaScript reference server answer it
+// with only the later changes, no "request" needed). For each incoming
+// sync message it checks the changes' framing and checksums, adds the new
+// ones to its graph (a change whose dependencies it lacks waits for them),
+// reads each change's commit message, "lg W N" (writer W's change N), to
+// record the delivery, and acknowledges with its heads when the message
+// brought changes or advertised other heads, as an Automerge peer that
+// applied them would. A light writer makes its changes on its own copy of
+// the initial document (the same paths as a full writer, committed with
+// the message "lg W N") and sends each in one sync message; it answers a
+// server's "need" with its own changes. Since that copy never takes the
+// others' changes, each writer's changes form a chain from the initial
+// document, concurrent with the other writers' chains: valid Automerge
+// (the server merges them), but not what full clients make (their changes
+// follow what they have seen), and the document has one head per writer,
+// so every sync message carries that many heads. A group has converged
+// when its light clients' graphs have the same heads. many-docs and
+// large-doc always use full clients.
+//
 // Config.Procs spreads the clients of dashboard, rooms and ramp over worker
 // processes (Config.WorkerCommand running RunWorker; `tandem bench --procs
 // P` starts its own binary as `tandem bench-worker`): one Go process
@@ -45,7 +74,9 @@
 // Config.History prepares each document with that many changes before the
 // run (built offline with the crdt package, uploaded by the first client,
 // fetched by the others, or with Config.Preload already in their stores);
-// Config.Warmup runs the load for a while before measuring.
+// Config.Warmup runs the load for a while before measuring (the ramp: the
+// first step's load). The "deliveries" figure counts every (receiver,
+// change) recorded over the whole run, warm-up included.
 //
 // A server started by loadgen (Spawner, from a command template such as
 // `tandem serve --addr 127.0.0.1:{port} --data {dir}`) is sampled from

@@ -22,6 +22,8 @@ type fleet interface {
 	write(ctx context.Context, phase int32, ps *phaseStats, rate float64, start, end time.Time) error
 	// traffic is the clients' payload bytes so far.
 	traffic(ctx context.Context) (sent, recv int64)
+	// unreadable counts the sync messages light clients could not read.
+	unreadable(ctx context.Context) int64
 	// converged tells whether every member of every group has the same heads.
 	converged(ctx context.Context) (bool, error)
 	// cpuSeconds is the CPU time the clients' processes used so far.
@@ -93,7 +95,7 @@ func (f *localFleet) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	others := total - len(lr.groups)
+	others := lr.opening()
 	cfg.Progress.Begin(fmt.Sprintf("open the documents on %d clients", others), int64(others))
 	err = lr.openDocs(ctx, func(n int) { cfg.Progress.Set(int64(n)) })
 	cfg.Progress.End()
@@ -110,7 +112,9 @@ func (f *localFleet) write(ctx context.Context, phase int32, ps *phaseStats, rat
 	return nil
 }
 
-func (f *localFleet) traffic(context.Context) (int64, int64) { return trafficOf(f.lr.clients) }
+func (f *localFleet) traffic(context.Context) (int64, int64) { return f.lr.traffic() }
+
+func (f *localFleet) unreadable(context.Context) int64 { return f.lr.unreadable() }
 
 func (f *localFleet) converged(ctx context.Context) (bool, error) {
 	heads := f.lr.localHeads(ctx)
@@ -137,5 +141,5 @@ func (f *localFleet) peakRSS() int64 {
 
 func (f *localFleet) close() {
 	f.lr.stopReceivers()
-	closeAll(f.lr.clients)
+	f.lr.closeClients()
 }

@@ -47,6 +47,7 @@ type group struct {
 type member struct {
 	local bool // its client runs in this process
 	c     *client
+	lc    *lightClient // instead of c with Config.Light
 	g     *group
 	idx   int // index in its group
 	k     int // index in the run (seeds its writer's choices)
@@ -103,18 +104,23 @@ type loadRun struct {
 	cfg      *Config
 	url      string
 	groups   []*group
-	clients  []*client // the clients of this process
-	capacity int       // changes each writer may make in the run
+	clients  []*client      // the clients of this process
+	light    []*lightClient // the light clients of this process (Config.Light)
+	capacity int            // changes each writer may make in the run
 	sink     *eventSink
 	fleet    fleet
 	phases   []*phaseStats
 	phMu     sync.RWMutex
 	start    time.Time
 
-	stop   chan struct{}
-	recvWG sync.WaitGroup
+	stop       chan struct{}
+	recvWG     sync.WaitGroup
+	recvCancel context.CancelFunc // ends the light clients' readers
 
 	convergeSecs float64 // how long the last converge took
+	// deliveries counts every (receiver, change) recorded, over the whole
+	// run: with every change complete it is changes × receivers.
+	deliveries atomic.Int64
 }
 
 // close stops the receivers and closes the clients (and workers), showing
@@ -182,6 +188,7 @@ func (lr *loadRun) received(g *group, w int, n int64, count int32, at int64) {
 		return
 	}
 	rec := &wl.recs[n-1]
+	lr.deliveries.Add(int64(count))
 	for {
 		old := rec.last.Load()
 		if at <= old || rec.last.CompareAndSwap(old, at) {
@@ -306,8 +313,8 @@ func (lr *loadRun) localMembers(first bool) []*member {
 	return ms
 }
 
-// connect dials a client for every local member.
-func (lr *loadRun) connect(ctx context.Context, prog func(int)) error {
+// allLocal returns every local member.
+func (lr *loadRun) allLocal() []*member {
 	var ms []*member
 	for _, g := range lr.groups {
 		for _, m := range g.members {
@@ -315,6 +322,23 @@ func (lr *loadRun) connect(ctx context.Context, prog func(int)) error {
 				ms = append(ms, m)
 			}
 		}
+	}
+	return ms
+}
+
+// connect dials a client for every local member.
+func (lr *loadRun) connect(ctx context.Context, prog func(int)) error {
+	ms := lr.allLocal()
+	if lr.cfg.Light {
+		lcs, err := dialLightAll(ctx, lr.url, len(ms), lr.cfg.Concurrency, prog)
+		if err != nil {
+			return err
+		}
+		for i, m := range ms {
+			m.lc = lcs[i]
+		}
+		lr.light = lcs
+		return nil
 	}
 	cs, err := dialAll(ctx, lr.url, len(ms), lr.cfg.Concurrency, prog)
 	if err != nil {
@@ -331,6 +355,9 @@ func (lr *loadRun) connect(ctx context.Context, prog func(int)) error {
 // the groups whose first member is local.
 func (lr *loadRun) createDocs(ctx context.Context, prog func(int)) error {
 	ms := lr.localMembers(true)
+	if lr.cfg.Light {
+		return lr.uploadDocs(ctx, ms, prog)
+	}
 	return forEach(ctx, len(ms), lr.cfg.Concurrency, func(i int) error {
 		m := ms[i]
 		h, err := m.c.r.Import(ctx, m.g.tmpl.Data)
@@ -350,11 +377,58 @@ func (lr *loadRun) createDocs(ctx context.Context, prog func(int)) error {
 	}, prog)
 }
 
-// openDocs opens each group's document on its other local members and
-// waits until each has the initial heads.
+// uploadDocs has a short-lived full client upload the initial document of
+// each group led by ms (light clients only sync from the initial document
+// on: somebody must bring it to the server first).
+func (lr *loadRun) uploadDocs(ctx context.Context, ms []*member, prog func(int)) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	creator, err := dial(ctx, lr.url)
+	if err != nil {
+		return err
+	}
+	defer creator.close()
+	return forEach(ctx, len(ms), lr.cfg.Concurrency, func(i int) error {
+		g := ms[i].g
+		h, err := creator.r.Import(ctx, g.tmpl.Data)
+		if err != nil {
+			return fmt.Errorf("loadgen: import: %w", err)
+		}
+		g.id = h.ID()
+		if err := h.WaitSynced(ctx); err != nil {
+			return fmt.Errorf("loadgen: upload of the initial document: %w", err)
+		}
+		return nil
+	}, prog)
+}
+
+// openDocs opens each group's document on its other local members (with
+// light clients: on every local member) and waits until each has the
+// initial heads.
 func (lr *loadRun) openDocs(ctx context.Context, prog func(int)) error {
+	if lr.cfg.Light {
+		ms := lr.allLocal()
+		return forEach(ctx, len(ms), lr.cfg.Concurrency, func(i int) error {
+			m := ms[i]
+			cs, err := m.lc.open(ctx, m.g.id, m.g.tmpl, m.idx < m.g.writers)
+			if len(cs) > 0 {
+				lr.deliverLight(m, cs, time.Now().UnixNano())
+			}
+			return err
+		}, prog)
+	}
 	ms := lr.localMembers(false)
 	return forEach(ctx, len(ms), lr.cfg.Concurrency, func(i int) error { return lr.open(ctx, ms[i]) }, prog)
+}
+
+// opening is how many clients open a document after the creators (all of
+// them with light clients).
+func (lr *loadRun) opening() int {
+	if lr.cfg.Light {
+		return lr.clientCount()
+	}
+	return lr.clientCount() - len(lr.groups)
 }
 
 func (lr *loadRun) open(ctx context.Context, m *member) error {
@@ -423,12 +497,14 @@ func forEach(ctx context.Context, n, conc int, fn func(int) error, prog func(int
 
 // startReceivers starts a receiver for every local member.
 func (lr *loadRun) startReceivers(ctx context.Context) error {
-	for _, g := range lr.groups {
-		for _, m := range g.members {
-			if m.local {
-				lr.recvWG.Add(1)
-				go lr.receive(ctx, m)
-			}
+	rctx, cancel := context.WithCancel(ctx)
+	lr.recvCancel = cancel
+	for _, m := range lr.allLocal() {
+		lr.recvWG.Add(1)
+		if m.lc != nil {
+			go lr.receiveLight(rctx, m)
+		} else {
+			go lr.receive(ctx, m)
 		}
 	}
 	return nil
@@ -440,7 +516,40 @@ func (lr *loadRun) stopReceivers() {
 	default:
 		close(lr.stop)
 	}
+	if lr.recvCancel != nil {
+		lr.recvCancel()
+	}
 	lr.recvWG.Wait()
+}
+
+// closeClients closes the clients of this process.
+func (lr *loadRun) closeClients() {
+	closeAll(lr.clients)
+	closeLight(lr.light)
+}
+
+// unreadable counts the sync messages the light clients of this process
+// could not read.
+func (lr *loadRun) unreadable() int64 {
+	var n int64
+	for _, c := range lr.light {
+		if c != nil {
+			n += c.bad.Load()
+		}
+	}
+	return n
+}
+
+// traffic sums the payload bytes of the clients of this process.
+func (lr *loadRun) traffic() (sent, recv int64) {
+	sent, recv = trafficOf(lr.clients)
+	for _, c := range lr.light {
+		if c != nil {
+			sent += c.bytesOut.Load()
+			recv += c.bytesIn.Load()
+		}
+	}
+	return sent, recv
 }
 
 // receive turns the arrivals of remote changes on m's client into
@@ -552,7 +661,7 @@ func (lr *loadRun) write(ctx context.Context, m *member, rate float64, start, en
 		}
 		ts := now.UnixNano()
 		k := rng.IntN(widgets)
-		_, err := m.h.Change(ctx, func(d *crdt.Doc) error {
+		set := func(d *crdt.Doc) error {
 			w := "/widgets/w" + strconv.Itoa(k)
 			c := "/writers/c" + strconv.Itoa(m.idx)
 			for _, s := range [...]struct {
@@ -564,12 +673,26 @@ func (lr *loadRun) write(ctx context.Context, m *member, rate float64, start, en
 				}
 			}
 			return nil
-		})
+		}
+		var (
+			committed bool
+			err       error
+		)
+		if m.lc != nil {
+			committed, err = m.lc.change(ctx, set, changeMsg(m.idx, n))
+		} else {
+			_, err = m.h.Change(ctx, set)
+			committed = err == nil
+		}
+		if committed {
+			// A light writer's change that could not be sent still
+			// took its number; otherwise nothing was committed and the
+			// number is free again.
+			m.log.next = n
+		}
 		if err != nil {
-			// Nothing was committed: the number is free again.
 			ps.errs.Add(1)
 		} else {
-			m.log.next = n
 			lr.made(m, n, ts, phase)
 		}
 		select {
@@ -611,10 +734,20 @@ func (lr *loadRun) localHeads(ctx context.Context) map[int][]crdt.Hash {
 		var first []crdt.Hash
 		agree, some := true, false
 		for _, m := range g.members {
-			if !m.local || m.h == nil {
+			var (
+				hs  []crdt.Hash
+				err error
+			)
+			switch {
+			case !m.local:
 				continue
+			case m.lc != nil:
+				hs = m.lc.headsNow()
+			case m.h == nil:
+				continue
+			default:
+				hs, err = m.h.Heads(ctx)
 			}
-			hs, err := m.h.Heads(ctx)
 			if err != nil {
 				agree = false
 				break

@@ -158,13 +158,16 @@ func TestRamp(t *testing.T) {
 	url := startServer(t)
 	res, err := Run(context.Background(), Config{
 		Scenario: Ramp, Server: url, Clients: 3, Rate: 10, RampFactor: 2, RampSteps: 2,
-		StepDuration: 500 * time.Millisecond, P99Bound: 5 * time.Second,
+		StepDuration: 500 * time.Millisecond, P99Bound: 5 * time.Second, Warmup: 300 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Steps) != 2 || res.Saturation <= 0 || res.Steps[1].Offered != 2*res.Steps[0].Offered {
 		t.Fatalf("steps %d saturation %v", len(res.Steps), res.Saturation)
+	}
+	if !strings.HasPrefix(res.Notes[0], "warm-up 300ms") || res.Params["warmup"] != "300ms" {
+		t.Fatalf("no warm-up: notes %q params %v", res.Notes, res.Params)
 	}
 	if err := WritePlot(res, filepath.Join(t.TempDir(), "ramp.png")); err != nil {
 		t.Fatal(err)
@@ -396,5 +399,75 @@ func TestWorkerBadInput(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), `"type":"error"`); n != 4 {
 		t.Fatalf("want 4 errors, got:\n%s", out.String())
+	}
+}
+
+// TestLight runs dashboard and ramp with light clients (Config.Light)
+// against a real server: every change reaches every other client, each
+// delivery is counted once, and the clients' graphs converge.
+func TestLight(t *testing.T) {
+	url := startServer(t)
+	check := func(name string, res *Result, clients int) {
+		t.Helper()
+		if res.Changes == 0 || res.Complete != res.Changes || res.Incomplete != 0 || res.Errors != 0 {
+			t.Fatalf("%s: changes %d complete %d incomplete %d errors %d", name, res.Changes, res.Complete, res.Incomplete, res.Errors)
+		}
+		if res.Converged == nil || !*res.Converged {
+			t.Fatalf("%s: clients did not converge", name)
+		}
+		if want := float64(res.Changes * int64(clients-1)); res.Figures["deliveries"] != want {
+			t.Fatalf("%s: %v deliveries counted, want %v", name, res.Figures["deliveries"], want)
+		}
+		if res.BytesSent == 0 || res.BytesReceived == 0 || res.Params["light"] != true {
+			t.Fatalf("%s: bytes %d/%d params %v", name, res.BytesSent, res.BytesReceived, res.Params)
+		}
+	}
+	res, err := Run(context.Background(), Config{
+		Scenario: Dashboard, Server: url, Light: true, Clients: 4, Widgets: 5, Rate: 20,
+		Duration: time.Second, History: 50, Drain: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("dashboard", res, 4)
+	if res.Latency.Count != int(res.Complete) || res.Latency.P50 <= 0 {
+		t.Fatalf("dashboard: latency %+v", res.Latency)
+	}
+	res, err = Run(context.Background(), Config{
+		Scenario: Ramp, Server: url, Light: true, Clients: 3, Rate: 10, RampFactor: 2, RampSteps: 2,
+		StepDuration: 500 * time.Millisecond, P99Bound: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("ramp", res, 3)
+	if len(res.Steps) != 2 || res.Saturation <= 0 {
+		t.Fatalf("ramp: steps %d saturation %v", len(res.Steps), res.Saturation)
+	}
+	// Over worker processes (this test binary, see TestMain), two of
+	// three clients of each room writing.
+	t.Setenv("LOADGEN_HELPER_WORKER", "1")
+	res, err = Run(context.Background(), Config{
+		Scenario: Rooms, Server: url, Light: true, Docs: 4, RoomClients: 3, Writers: 2, Rate: 10,
+		Duration: time.Second, Procs: 2, WorkerCommand: []string{os.Args[0]},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("rooms over processes", res, 3)
+	if res.Clients != 12 || res.Offered != 80 || res.ClientCPUPercent <= 0 {
+		t.Fatalf("rooms: clients %d offered %v load generator CPU %v", res.Clients, res.Offered, res.ClientCPUPercent)
+	}
+	if kids := procChildren(os.Getpid()); len(kids) != 0 {
+		t.Fatalf("worker processes left running: %v", kids)
+	}
+	for _, c := range []Config{
+		{Scenario: ManyDocs, Server: url, Light: true},
+		{Scenario: LargeDoc, Server: url, Light: true},
+		{Scenario: Dashboard, Server: url, Light: true, Preload: true},
+	} {
+		if _, err := Run(context.Background(), c); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s light preload=%v: %v", c.Scenario, c.Preload, err)
+		}
 	}
 }

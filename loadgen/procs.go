@@ -267,7 +267,7 @@ func (f *procFleet) setup(ctx context.Context) error {
 	sizes := make([]map[int]bool, p)
 	for i := range cmds {
 		cmds[i] = workerCmd{
-			Op: opSetup, URL: lr.url, Widgets: cfg.Widgets, History: cfg.History, Preload: cfg.Preload, Capacity: lr.capacity,
+			Op: opSetup, URL: lr.url, Widgets: cfg.Widgets, History: cfg.History, Preload: cfg.Preload, Light: cfg.Light, Capacity: lr.capacity,
 			Concurrency: cfg.Concurrency, Seed: cfg.Seed, Deadline: deadline.UnixNano(),
 		}
 		sizes[i] = map[int]bool{}
@@ -322,8 +322,8 @@ func (f *procFleet) setup(ctx context.Context) error {
 			opens[i].Docs[wg.G] = string(id)
 		}
 	}
-	label = fmt.Sprintf("open the documents on %d clients", n-len(lr.groups))
-	_, err = f.callAll(ctx, opens, msgReady, label, int64(n-len(lr.groups)), "open")
+	label = fmt.Sprintf("open the documents on %d clients", lr.opening())
+	_, err = f.callAll(ctx, opens, msgReady, label, int64(lr.opening()), "open")
 	return err
 }
 
@@ -347,6 +347,18 @@ func (f *procFleet) traffic(ctx context.Context) (sent, recv int64) {
 		recv += m.Received
 	}
 	return sent, recv
+}
+
+func (f *procFleet) unreadable(ctx context.Context) int64 {
+	replies, err := f.callAll(ctx, f.same(workerCmd{Op: opTraffic}), msgTraffic, "", 0)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, m := range replies {
+		n += m.Unreadable
+	}
+	return n
 }
 
 func (f *procFleet) cpuSeconds() float64 {

@@ -108,7 +108,10 @@ func (c *Config) params() map[string]any {
 	if c.Preload {
 		p["preload"] = true
 	}
-	if c.Warmup > 0 && (c.Scenario == Dashboard || c.Scenario == Rooms) {
+	if c.Light {
+		p["light"] = true
+	}
+	if c.Warmup > 0 && (c.Scenario == Dashboard || c.Scenario == Rooms || c.Scenario == Ramp) {
 		p["warmup"] = c.Warmup.String()
 	}
 	if c.Writers > 0 && (c.Scenario == Dashboard || c.Scenario == Rooms || c.Scenario == Ramp) {
@@ -162,10 +165,24 @@ func runLoad(ctx context.Context, cfg *Config, url string, res *Result, sizes []
 	}
 	conv := lr.converge(ctx, cfg.Drain)
 	res.figure("converge_s", lr.convergeSecs)
+	res.figure("deliveries", float64(lr.deliveries.Load()))
+	lr.noteUnreadable(ctx, res)
 	copyPhase(res, ph)
 	res.Converged = &conv
 	perClient(cfg, res, rss0)
 	return ctx.Err()
+}
+
+// noteUnreadable says how many sync messages light clients could not read
+// (a version-2 message carrying changes, a bad checksum): the changes in
+// them did not count.
+func (lr *loadRun) noteUnreadable(ctx context.Context, res *Result) {
+	if !lr.cfg.Light {
+		return
+	}
+	if n := lr.fleet.unreadable(ctx); n > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("light clients could not read %d sync messages (version 2 with changes, or corrupt)", n))
+	}
 }
 
 // serverRSS is the spawned server's resident set now (0 without one).
@@ -190,7 +207,7 @@ func perClient(cfg *Config, res *Result, rss0 int64) {
 // p99 exceeds P99Bound, the clients cannot make the offered rate, or changes
 // stop arriving.
 func runRamp(ctx context.Context, cfg *Config, url string, res *Result) error {
-	capacity, r := 2, cfg.Rate
+	capacity, r := 2+int(math.Ceil(cfg.Rate*cfg.Warmup.Seconds())), cfg.Rate
 	for range cfg.RampSteps {
 		capacity += int(math.Ceil(r*cfg.StepDuration.Seconds())) + 1
 		r *= cfg.RampFactor
@@ -208,7 +225,22 @@ func runRamp(ctx context.Context, cfg *Config, url string, res *Result) error {
 	drain := min(cfg.Drain, max(5*time.Second, 4*cfg.P99Bound))
 	var why string
 	var failed error
+	if cfg.Warmup > 0 {
+		// The first step's load, not counted: a server's first seconds
+		// (a JIT compiler warming up, caches filling) are not its steady
+		// state, and the ramp stops at the first step over the bound.
+		w, err := lr.runPhase(ctx, rate, cfg.Warmup, drain, fmt.Sprintf("warm-up %v", cfg.Warmup))
+		if err != nil {
+			failed = err
+		} else {
+			res.Notes = append(res.Notes, fmt.Sprintf("warm-up %v at the first step's rate (not counted): %d changes, fan-out p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d incomplete",
+				cfg.Warmup, w.Changes, w.Latency.P50, w.Latency.P99, w.Latency.Max, w.Incomplete))
+		}
+	}
 	for step := range cfg.RampSteps {
+		if failed != nil {
+			break
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -244,6 +276,8 @@ func runRamp(ctx context.Context, cfg *Config, url string, res *Result) error {
 	}
 	conv := lr.converge(ctx, cfg.Drain)
 	res.figure("converge_s", lr.convergeSecs)
+	res.figure("deliveries", float64(lr.deliveries.Load()))
+	lr.noteUnreadable(ctx, res)
 	res.Converged = &conv
 	if why == "" {
 		why = fmt.Sprintf("no limit reached in %d steps", len(res.Steps))

@@ -49,6 +49,7 @@ type workerCmd struct {
 	Widgets     int         `json:"widgets,omitempty"`
 	History     int         `json:"history,omitempty"`
 	Preload     bool        `json:"preload,omitempty"`
+	Light       bool        `json:"light,omitempty"`
 	Capacity    int         `json:"capacity,omitempty"`
 	Concurrency int         `json:"concurrency,omitempty"`
 	Seed        int64       `json:"seed,omitempty"`
@@ -97,8 +98,9 @@ type workerMsg struct {
 	Errs  int64 `json:"errs,omitempty"`
 
 	// traffic
-	Sent     int64 `json:"sent,omitempty"`
-	Received int64 `json:"received,omitempty"`
+	Sent       int64 `json:"sent,omitempty"`
+	Received   int64 `json:"received,omitempty"`
+	Unreadable int64 `json:"unreadable,omitempty"` // sync messages light clients could not read
 
 	// heads: per group, the heads the worker's members agree on; Split
 	// lists groups whose members here do not agree yet.
@@ -242,8 +244,8 @@ func (w *worker) do(ctx context.Context, cancel context.CancelFunc, c workerCmd)
 	case opPhase:
 		return w.phase(ctx, c)
 	case opTraffic:
-		sent, recv := trafficOf(w.lr.clients)
-		return workerMsg{Type: msgTraffic, Sent: sent, Received: recv}, nil
+		sent, recv := w.lr.traffic()
+		return workerMsg{Type: msgTraffic, Sent: sent, Received: recv, Unreadable: w.lr.unreadable()}, nil
 	case opHeads:
 		m := workerMsg{Type: msgHeads, Heads: map[int][]string{}}
 		for g, hs := range w.lr.localHeads(ctx) {
@@ -308,7 +310,7 @@ func (w *worker) setup(ctx context.Context, c workerCmd) (workerMsg, error) {
 		return workerMsg{}, err
 	}
 	cfg := &Config{
-		Widgets: c.Widgets, History: c.History, Preload: c.Preload, Concurrency: c.Concurrency, Seed: c.Seed,
+		Widgets: c.Widgets, History: c.History, Preload: c.Preload, Light: c.Light, Concurrency: c.Concurrency, Seed: c.Seed,
 		Progress: nopProgress{}, Logger: slog.New(slog.DiscardHandler),
 	}
 	tmpls := map[int]*template{}
@@ -414,6 +416,6 @@ func (w *worker) close() {
 	}
 	if w.lr != nil {
 		w.lr.stopReceivers()
-		closeAll(w.lr.clients)
+		w.lr.closeClients()
 	}
 }

@@ -44,6 +44,12 @@ func scenarios(quick bool, worker []string) []scenario {
 		// The ramp's clients run in two worker processes: in the
 		// benchmark's own process they saturated before either server.
 		{"ramp 10 clients in 2 processes, ×1.5 per step", loadgen.Config{Scenario: loadgen.Ramp, Clients: 10, Rate: 5, RampFactor: 1.5, RampSteps: 8, StepDuration: d / 2, P99Bound: 250 * time.Millisecond, Drain: 5 * time.Second, Procs: 2, WorkerCommand: worker}},
+		// Light clients (loadgen.Config.Light) cost almost nothing per
+		// change received, so that the server, not the load generator,
+		// saturates; their writers' changes are concurrent chains.
+		// A warm-up at the first step's rate keeps a server's first
+		// seconds (Node's JIT) out of step 1.
+		{"ramp 10 light clients, ×1.5 per step", loadgen.Config{Scenario: loadgen.Ramp, Light: true, Clients: 10, Rate: 5, RampFactor: 1.5, RampSteps: 14, StepDuration: d / 2, Warmup: d / 5, P99Bound: 250 * time.Millisecond, Drain: 5 * time.Second}},
 		{"rooms 50 × 3 clients × 1/s", loadgen.Config{Scenario: loadgen.Rooms, Docs: 50, RoomClients: 3, Rate: 1, Duration: d}},
 		{"many-docs 2,000 created, 100 loaded", loadgen.Config{Scenario: loadgen.ManyDocs, Docs: 2000, Load: 100}},
 		{"large-doc 1 MB", loadgen.Config{Scenario: loadgen.LargeDoc, SizeMB: 1}},
@@ -61,16 +67,24 @@ func main() {
 	out := flag.String("out", "bench/RESULTS.md", "markdown file to write")
 	jsonDir := flag.String("json-dir", "", "also write each run's JSON here")
 	quick := flag.Bool("quick", false, "short runs (a smoke test of the comparison)")
+	only := flag.String("only", "", "run only the scenarios whose name contains this text (the table goes to stdout unless --out is given)")
 	flag.Parse()
+	if *only != "" {
+		explicit := false
+		flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "out" })
+		if !explicit {
+			*out = "" // a partial table must not replace bench/RESULTS.md
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *tandem, *ref, *out, *jsonDir, *quick); err != nil {
+	if err := run(ctx, *tandem, *ref, *out, *jsonDir, *quick, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool) error {
+func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool, only string) error {
 	tb, err := filepath.Abs(tandemBin)
 	if err != nil {
 		return err
@@ -90,6 +104,9 @@ func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool
 	}
 	var rows []row
 	for i, sc := range scenarios(quick, []string{tb, "bench-worker"}) {
+		if !strings.Contains(sc.name, only) {
+			continue
+		}
 		r := row{s: sc}
 		// Alternate which server goes first.
 		order := []int{0, 1}
@@ -129,7 +146,10 @@ func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool
 	fmt.Fprintf(&b, "before fan-out) and the reference server `bench/reference/server.mjs` (automerge-repo 2.5.6 with\n")
 	fmt.Fprintf(&b, "NodeFS storage and `ws`, automerge-repo's default settings), one after the other, each on a fresh data\n")
 	fmt.Fprintf(&b, "directory on 127.0.0.1. The clients run in the benchmark's process (the ramp's in two worker processes,\n")
-	fmt.Fprintf(&b, "`--procs 2`) on the same machine, so they share its cores with the server under test. Server CPU and peak\n")
+	fmt.Fprintf(&b, "`--procs 2`) on the same machine, so they share its cores with the server under test. The \"light\" ramp\n")
+	fmt.Fprintf(&b, "uses light clients (`--light`: the protocol spoken directly, changes tracked as hashes, never applied into\n")
+	fmt.Fprintf(&b, "Automerge; each writer's changes form a chain concurrent with the other writers'), so that the server and\n")
+	fmt.Fprintf(&b, "not the load generator saturates. Server CPU and peak\n")
 	fmt.Fprintf(&b, "RSS come from /proc/PID/stat and /proc/PID/status; \"load generator CPU\" is the clients' own.\n\n")
 	fmt.Fprintf(&b, "Machine: %s\n\n", machine())
 	fmt.Fprintf(&b, "\"×\" is how many times better Tandem is (reference ÷ Tandem for costs and latencies, Tandem ÷ reference\n")
@@ -178,6 +198,10 @@ func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool
 				fmt.Fprintf(&b, "- %s, %s: %s\n", r.s.name, name, n)
 			}
 		}
+	}
+	if out == "" {
+		_, err := os.Stdout.WriteString(b.String())
+		return err
 	}
 	return os.WriteFile(out, []byte(b.String()), 0o644)
 }

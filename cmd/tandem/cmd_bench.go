@@ -21,6 +21,9 @@ const benchSynopsis = `bench [--server ws://127.0.0.1:7070/sync | --spawn 'CMD {
 Scenarios: dashboard, rooms, many-docs, large-doc, ramp (see loadgen's package doc).
 --procs P runs the clients of dashboard, rooms and ramp in P worker processes
 (this binary again), so that the load generator is not the bottleneck.
+--light makes those clients light: they speak the protocol themselves and keep
+only change hashes, never applying received changes into Automerge, so each
+costs almost nothing per change; writers' changes then form concurrent chains.
 Only loopback servers are accepted. --spawn starts the server itself on a free
 loopback port ({port}) and a fresh data directory ({dir}), measures its CPU and
 memory, and stops it at the end, e.g.
@@ -37,9 +40,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	widgets := fs.Int("widgets", 20, "widgets per document")
 	rate := fs.Float64("rate", 2, "changes per second per client (ramp: the first step)")
 	duration := fs.Duration("duration", 10*time.Second, "load duration (dashboard, rooms)")
-	warmup := fs.Duration("warmup", 0, "run the load this long first, without counting it (dashboard, rooms)")
+	warmup := fs.Duration("warmup", 0, "run the load this long first, without counting it (dashboard, rooms; ramp: at the first step's rate)")
 	history := fs.Int("history", 0, "changes in each document's history before the run")
 	preload := fs.Bool("preload", false, "clients start with the document in their own store (returning users) instead of fetching it through the server")
+	light := fs.Bool("light", false, "light clients (dashboard, rooms, ramp): track change hashes instead of applying changes, so the server, not the clients, is the bottleneck; writers' changes are concurrent chains")
 	docs := fs.Int("docs", 0, "rooms (default 100), or documents to create for many-docs (default 1000)")
 	roomClients := fs.Int("room-clients", 3, "clients per room (rooms)")
 	load := fs.Int("load", 100, "documents a fresh client loads (many-docs)")
@@ -79,7 +83,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg := loadgen.Config{
 		Scenario: pos[0], Server: *server,
-		Clients: *clients, Writers: *writers, Widgets: *widgets, Rate: *rate, Duration: *duration, Warmup: *warmup, History: *history, Preload: *preload,
+		Clients: *clients, Writers: *writers, Widgets: *widgets, Rate: *rate, Duration: *duration, Warmup: *warmup, History: *history, Preload: *preload, Light: *light,
 		Docs: *docs, RoomClients: *roomClients, Load: *load, SizeMB: *size,
 		RampFactor: *factor, RampSteps: *steps, StepDuration: *step, P99Bound: *bound,
 		Drain: *drain, Timeout: *timeout, Seed: *seed, Procs: *procs, Concurrency: *conc,
