@@ -197,6 +197,7 @@ func (r *Repo) connectionChanged() {
 	for _, o := range owners {
 		select {
 		case o.inbox <- func(o *owner) { o.statusDirty = true }:
+			o.resume()
 		default: // a busy owner publishes soon anyway
 		}
 	}

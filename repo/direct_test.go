@@ -196,6 +196,7 @@ func TestHibernateWithPeersAttached(t *testing.T) {
 	}
 	for round := 1; round <= 3; round++ {
 		waitFor(t, func() bool { return srv.Live() == 0 }, "the server document hibernates")
+		waitFor(t, func() bool { return srv.Stats().Parked == 1 }, "its goroutine parks")
 		if st := srv.Stats(); st.Peers != 2 {
 			t.Fatalf("peers %d, want 2 still connected", st.Peers)
 		}

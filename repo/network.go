@@ -99,6 +99,7 @@ type Stats struct {
 	PeersTotal    int64 // handshakes completed
 	LiveDocuments int   // documents in memory
 	Hibernating   int   // documents peers sync that are out of memory (Config.HibernateAfter)
+	Parked        int   // hibernating documents whose goroutine has stopped until the next message
 	// LiveBytes is the stored (compressed) size of the documents in
 	// memory; their in-memory form is several times larger.
 	LiveBytes   int64
@@ -125,6 +126,7 @@ func (r *Repo) Stats() Stats {
 	n.mu.Unlock()
 	return Stats{
 		Peers: peers, PeersTotal: n.stats.peersTotal.Load(), LiveDocuments: r.Live(), Hibernating: int(r.hibernated.Load()),
+		Parked:     int(r.parked.Load()),
 		LiveBytes:  r.liveBytes(),
 		MessagesIn: n.stats.msgsIn.Load(), MessagesOut: n.stats.msgsOut.Load(),
 		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(), SyncOut: n.stats.syncOut.Load(),

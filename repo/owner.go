@@ -72,7 +72,14 @@ type owner struct {
 
 	headsCache []crdt.Hash // valid while headsValid; saves cgo calls
 	headsValid bool
-	stopOnce   bool
+	stopOnce   bool // guarded by repo.mu
+
+	// running is true while a goroutine serves the owner. A hibernating
+	// owner with nothing to do parks (its goroutine ends; see park) and
+	// the next send or stop starts another: a goroutine's stack was most
+	// of what a hibernating document cost.
+	running  atomic.Bool
+	isParked atomic.Bool // counted in repo.parked
 }
 
 // heads returns the document's heads, cached until the next mutation.
@@ -107,6 +114,58 @@ func (o *owner) stop() {
 	if !o.stopOnce {
 		o.stopOnce = true
 		close(o.quit)
+		o.startLocked()
+	}
+}
+
+// start runs a goroutine for o unless one runs already. The caller holds
+// repo.mu.
+func (o *owner) startLocked() {
+	if o.running.CompareAndSwap(false, true) {
+		o.repo.wg.Add(1)
+		go o.run()
+	}
+}
+
+// resume starts a goroutine for a parked owner that was just given work.
+// Once stop ran, stop's goroutine serves whatever is queued.
+func (o *owner) resume() {
+	if o.running.Load() {
+		return
+	}
+	o.repo.mu.Lock()
+	defer o.repo.mu.Unlock()
+	if !o.stopOnce {
+		o.startLocked()
+	}
+}
+
+// park ends the goroutine of a hibernating owner that has nothing to do
+// and reports whether it should return. The order matters: running goes
+// false before the inbox is checked, and a sender queues before it checks
+// running (resume), so queued work always finds a goroutine.
+func (o *owner) park() bool {
+	if !o.asleep || len(o.inbox) > 0 || len(o.sleepReq) > 0 {
+		return false
+	}
+	o.isParked.Store(true)
+	o.repo.parked.Add(1)
+	o.running.Store(false)
+	if len(o.inbox) == 0 {
+		return true
+	}
+	// Work arrived meanwhile: serve it, unless a sender already started
+	// another goroutine, which then does.
+	if o.running.CompareAndSwap(false, true) {
+		o.unpark()
+		return false
+	}
+	return true
+}
+
+func (o *owner) unpark() {
+	if o.isParked.CompareAndSwap(true, false) {
+		o.repo.parked.Add(-1)
 	}
 }
 
@@ -114,6 +173,7 @@ func (o *owner) stop() {
 func (o *owner) send(ctx context.Context, f op) error {
 	select {
 	case o.inbox <- f:
+		o.resume()
 		return nil
 	case <-o.done:
 		return ErrClosed
@@ -176,7 +236,15 @@ func (o *owner) doDurable(ctx context.Context, f func(o *owner) error) error {
 
 func (o *owner) run() {
 	defer o.repo.wg.Done()
-	defer close(o.done)
+	o.unpark()
+	if o.serve() {
+		close(o.done)
+	}
+}
+
+// serve runs the owner's loop. It returns true when the owner stopped for
+// good, false when it parked.
+func (o *owner) serve() bool {
 	// One timer serves eviction and hibernation: it fires every period
 	// and each acts once the document has been quiet long enough.
 	period := o.repo.cfg.IdleTimeout
@@ -217,6 +285,9 @@ func (o *owner) run() {
 			// The repo is over MaxLiveDocuments (see Repo.reap).
 			if time.Since(quietSince) >= reapQuiet {
 				o.hibernate()
+				if o.park() {
+					return false
+				}
 			}
 		case <-o.coalesce.timerC():
 			o.mutated()
@@ -230,10 +301,13 @@ func (o *owner) run() {
 					o.repo.released.Add(1)
 				}
 				o.shutdown()
-				return
+				return true
 			}
 			if h := o.repo.cfg.HibernateAfter; h > 0 && quiet >= h {
 				o.hibernate()
+				if o.park() {
+					return false
+				}
 			}
 			idle.Reset(period)
 		case <-o.quit:
@@ -253,7 +327,7 @@ func (o *owner) run() {
 			o.publishStatus()
 			o.repo.forget(o)
 			o.shutdown()
-			return
+			return true
 		}
 	}
 }

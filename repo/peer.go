@@ -519,8 +519,12 @@ func (p *peer) watchStalls(every time.Duration) {
 		}
 		p.mu.Unlock()
 		for _, o := range owners {
+			if o.sleeping.Load() {
+				continue // hibernating: nothing unconfirmed (see hibernate)
+			}
 			select {
 			case o.inbox <- func(o *owner) { o.checkStall(p, every) }:
+				o.resume()
 			default: // busy: it is making progress
 			}
 		}

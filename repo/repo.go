@@ -150,6 +150,7 @@ type Repo struct {
 	net *network
 
 	hibernated atomic.Int64 // owners whose document is out of memory
+	parked     atomic.Int64 // hibernating owners without a goroutine (see owner.park)
 	released   atomic.Int64 // documents dropped from memory so far (see reap)
 
 	reaperStop, reaperDone chan struct{} // see reap
@@ -420,8 +421,7 @@ func (r *Repo) acquire(id crdt.DocumentID) (*owner, error) {
 	if o == nil {
 		o = newOwner(r, id)
 		r.docs[id] = o
-		r.wg.Add(1)
-		go o.run()
+		o.startLocked()
 	}
 	o.refs++
 	return o, nil
