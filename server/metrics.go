@@ -55,11 +55,12 @@ var (
 	descSyncPath     = prometheus.NewDesc("tandem_sync_path_messages_total", "Sync messages by how they were made or taken: on the direct path (cost: the changes) or by an Automerge session (cost: the history).", []string{"path", "direction"}, nil)
 	descLiveBytes    = prometheus.NewDesc("tandem_documents_in_memory_bytes", "Stored (compressed) size of the documents in memory; their in-memory form is several times larger.", nil, nil)
 	descHibernating  = prometheus.NewDesc("tandem_documents_hibernating", "Documents peers still sync that are out of memory until used again.", nil, nil)
+	descParked       = prometheus.NewDesc("tandem_documents_parked", "Hibernating documents whose goroutine has stopped until their next message.", nil, nil)
 	descAuthFailures = prometheus.NewDesc("tandem_auth_failures_total", "Requests and connections refused for a missing, invalid, expired or revoked token.", nil, nil)
 )
 
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descPeers, descPeersTotal, descLiveDocs, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descSyncOut, descAuthFailures, descSyncPath, descHibernating, descLiveBytes} {
+	for _, d := range []*prometheus.Desc{descConnections, descPeers, descPeersTotal, descLiveDocs, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descSyncOut, descAuthFailures, descSyncPath, descHibernating, descParked, descLiveBytes} {
 		ch <- d
 	}
 }
@@ -86,6 +87,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSyncPath, prometheus.CounterValue, float64(x.v), x.path, x.direction)
 	}
 	gauge(descHibernating, float64(st.Hibernating))
+	gauge(descParked, float64(st.Parked))
 	gauge(descLiveBytes, float64(st.LiveBytes))
 	counter(descAuthFailures, float64(c.s.AuthFailures()))
 }

@@ -88,7 +88,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	ts := startServer(t, true, nil)
 	url := ts.base + "/metrics" // no token needed
 	before := scrapeMetrics(t, url)
-	for _, name := range []string{"tandem_connections", "tandem_documents_in_memory", "tandem_messages_received_total", "tandem_sent_bytes_total", "tandem_auth_failures_total", "go_goroutines", "process_cpu_seconds_total"} {
+	for _, name := range []string{"tandem_connections", "tandem_documents_in_memory", "tandem_documents_hibernating", "tandem_documents_parked", "tandem_messages_received_total", "tandem_sent_bytes_total", "tandem_auth_failures_total", "go_goroutines", "process_cpu_seconds_total"} {
 		before.value(t, name)
 	}
 	if before.value(t, "tandem_connections") != 0 {
