@@ -172,6 +172,11 @@ func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, err
 		if err := o.flush(); err != nil {
 			return err
 		}
+		// A message pushed since the writer took the ready slots goes
+		// first: it is older than anything made below.
+		if r, ok := p.takeReady(o.id); ok {
+			out = append(out, r.m)
+		}
 		if o.doc == nil {
 			return nil
 		}

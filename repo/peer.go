@@ -101,6 +101,19 @@ func (p *peer) readyPending(doc crdt.DocumentID) bool {
 	return ok
 }
 
+// takeReady empties doc's ready slot. The owner's generate calls it, so
+// that a message pushed after the writer looked at the slot still leaves
+// before the newer ones generate makes.
+func (p *peer) takeReady(doc crdt.DocumentID) (readyMsg, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.ready[doc]
+	if ok {
+		delete(p.ready, doc)
+	}
+	return r, ok
+}
+
 // deliverReady puts m in doc's ready slot, which must be free (only doc's
 // owner fills it), and wakes the writer. It returns false when the
 // document is no longer attached.
