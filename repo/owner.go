@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,8 +78,11 @@ type owner struct {
 	// running is true while a goroutine serves the owner. A hibernating
 	// owner with nothing to do parks (its goroutine ends; see park) and
 	// the next send or stop starts another: a goroutine's stack was most
-	// of what a hibernating document cost.
-	running  atomic.Bool
+	// of what a hibernating document cost. parkMu orders park against
+	// start, so that queued work always finds a goroutine.
+	parkMu   sync.Mutex
+	running  bool        // guarded by parkMu
+	stopped  atomic.Bool // stop ran: it started the goroutine that ends the owner
 	isParked atomic.Bool // counted in repo.parked
 }
 
@@ -110,56 +114,57 @@ func newOwner(r *Repo, id crdt.DocumentID) *owner {
 
 func (o *owner) stop() {
 	o.repo.mu.Lock()
-	defer o.repo.mu.Unlock()
-	if !o.stopOnce {
-		o.stopOnce = true
-		close(o.quit)
-		o.startLocked()
+	if o.stopOnce {
+		o.repo.mu.Unlock()
+		return
 	}
+	o.stopOnce = true
+	o.stopped.Store(true)
+	close(o.quit)
+	o.repo.mu.Unlock()
+	o.start()
 }
 
-// start runs a goroutine for o unless one runs already. The caller holds
-// repo.mu.
-func (o *owner) startLocked() {
-	if o.running.CompareAndSwap(false, true) {
+// start runs a goroutine for o unless one runs already. Repo.acquire and
+// stop call it; senders call resume.
+func (o *owner) start() {
+	o.parkMu.Lock()
+	defer o.parkMu.Unlock()
+	if !o.running {
+		o.running = true
 		o.repo.wg.Add(1)
 		go o.run()
 	}
 }
 
 // resume starts a goroutine for a parked owner that was just given work.
-// Once stop ran, stop's goroutine serves whatever is queued.
+// Once stop ran, stop's goroutine serves whatever is queued (and a new
+// one must not start while Repo.Close waits for the old ones).
 func (o *owner) resume() {
-	if o.running.Load() {
+	if o.stopped.Load() {
 		return
 	}
-	o.repo.mu.Lock()
-	defer o.repo.mu.Unlock()
-	if !o.stopOnce {
-		o.startLocked()
-	}
+	o.start()
 }
 
 // park ends the goroutine of a hibernating owner that has nothing to do
-// and reports whether it should return. The order matters: running goes
-// false before the inbox is checked, and a sender queues before it checks
-// running (resume), so queued work always finds a goroutine.
+// and reports whether it should return. Under parkMu: a sender queues
+// before it takes parkMu in resume, so either park sees the work or
+// resume sees running false.
 func (o *owner) park() bool {
+	o.parkMu.Lock()
+	defer o.parkMu.Unlock()
 	if !o.asleep || len(o.inbox) > 0 || len(o.sleepReq) > 0 {
 		return false
 	}
+	select {
+	case <-o.quit:
+		return false // stop is under way; the loop serves it
+	default:
+	}
+	o.running = false
 	o.isParked.Store(true)
 	o.repo.parked.Add(1)
-	o.running.Store(false)
-	if len(o.inbox) == 0 {
-		return true
-	}
-	// Work arrived meanwhile: serve it, unless a sender already started
-	// another goroutine, which then does.
-	if o.running.CompareAndSwap(false, true) {
-		o.unpark()
-		return false
-	}
 	return true
 }
 

@@ -421,7 +421,7 @@ func (r *Repo) acquire(id crdt.DocumentID) (*owner, error) {
 	if o == nil {
 		o = newOwner(r, id)
 		r.docs[id] = o
-		o.startLocked()
+		o.start()
 	}
 	o.refs++
 	return o, nil
