@@ -175,5 +175,11 @@ type Change struct {
 	Raw  []byte
 }
 
+// FromScratch reports whether m comes from a sync session that knows
+// nothing of ours: a "have" without last-sync hashes, as in the first
+// message of a new Automerge session. Such a peer learns that it is in
+// sync only if we answer, even when it already has our heads.
+func (m *SyncMessage) FromScratch() bool { return m.hdr.fromScratch }
+
 // Need is the number of changes the sender asks for.
 func (m *SyncMessage) Need() int { return m.hdr.need }

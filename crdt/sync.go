@@ -195,6 +195,9 @@ type syncHeader struct {
 	nChanges   int
 	changesOff int // offset of the change count
 	changes    []changeChunk
+	// fromScratch: a "have" with no last-sync hashes, as the first
+	// message of a new Automerge session says it.
+	fromScratch bool
 }
 
 // parseSyncMessage checks the structure of a sync message:
@@ -237,11 +240,15 @@ func parseSyncMessage(b []byte) (syncHeader, error) {
 		return bad("bad have count")
 	}
 	for i := 0; i < nHave; i++ {
-		if _, ok := r.hashes(); !ok {
+		last, ok := r.hashes()
+		if !ok {
 			return bad("bad have heads")
 		}
 		if _, ok := r.chunk(); !ok {
 			return bad("bad Bloom filter")
+		}
+		if len(last) == 0 {
+			h.fromScratch = true
 		}
 	}
 	h.changesOff = r.off

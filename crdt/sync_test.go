@@ -347,3 +347,68 @@ func TestRollbackKeepsQueuedChanges(t *testing.T) {
 		t.Errorf("queued = %d after the dependency arrived", len(b.queued))
 	}
 }
+
+// TestFromScratch: the first message of a new Automerge session says it
+// knows nothing of ours; a direct message (heads as the last sync) and the
+// messages of a session that heard the peer's heads do not.
+func TestFromScratch(t *testing.T) {
+	d := New()
+	if err := d.Set("/n", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Commit(""); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := Load(d.Save())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, sp := NewSyncState(d), NewSyncState(peer)
+	first, ok := ss.Generate()
+	if !ok {
+		t.Fatal("a new session says nothing")
+	}
+	m, err := ParseSyncMessage(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.FromScratch() {
+		t.Error("a new session's first message is not from scratch")
+	}
+	if _, err := sp.Receive(first); err != nil {
+		t.Fatal(err)
+	}
+	// An Automerge peer that has the same heads says nothing, so the new
+	// session would go on starting from scratch; a server answers with
+	// its heads (what repo does), and the session then knows them.
+	if _, ok := sp.Generate(); ok {
+		t.Log("the peer answered by itself")
+	}
+	if _, err := ss.Receive(DirectMessage(peer.Heads(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set("/n", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Commit(""); err != nil {
+		t.Fatal(err)
+	}
+	later, ok := ss.Generate()
+	if !ok {
+		t.Fatal("no message for a new change")
+	}
+	lm, err := ParseSyncMessage(later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lm.FromScratch() {
+		t.Error("a session that has synced still says it starts from scratch")
+	}
+	dm, err := ParseSyncMessage(DirectMessage(d.Heads(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dm.FromScratch() {
+		t.Error("a direct message is from scratch")
+	}
+}

@@ -322,3 +322,60 @@ func TestFreshPeersShareOneFullMessage(t *testing.T) {
 	}
 	t.Logf("full messages: %d built, %d from the cache", st.FullBuilt, st.FullCached)
 }
+
+// TestNewSessionHearsBack: a peer that starts a new Automerge session for a
+// document it has in full gets an answer, even after the server told it its
+// heads: Automerge itself stays silent to a session in sync, which would
+// then never learn that it is (its client counted that as a stall and
+// pushed its whole history).
+func TestNewSessionHearsBack(t *testing.T) {
+	ctx := ctxT(t)
+	srv := newRepo(t, memory.New())
+	h, err := srv.CreateJSON(ctx, []byte(`{"n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := h.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, cc := transport.Pipe()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { _ = srv.Accept(cctx, sc); close(done) }()
+	defer func() { cancel(); <-done }()
+	if err := cc.WriteMessage(ctx, transport.Message{Type: transport.TypeJoin, SenderID: "c", SupportedProtocolVersions: []string{transport.ProtocolV1}}); err != nil {
+		t.Fatal(err)
+	}
+	peerMsg, err := cc.ReadMessage(ctx)
+	if err != nil || peerMsg.Type != transport.TypePeer {
+		t.Fatalf("handshake: %+v, %v", peerMsg, err)
+	}
+	for round := 1; round <= 2; round++ {
+		doc, err := crdt.Load(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, ok := crdt.NewSyncState(doc).Generate()
+		if !ok {
+			t.Fatal("a new session says nothing")
+		}
+		err = cc.WriteMessage(ctx, transport.Message{
+			Type: transport.TypeSync, SenderID: "c", TargetID: peerMsg.SenderID,
+			DocumentID: string(h.ID()), Data: first,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := cc.ReadMessage(rctx)
+		rcancel()
+		if err != nil {
+			t.Fatalf("round %d: no answer to a new session: %v", round, err)
+		}
+		if m.Type != transport.TypeSync || m.DocumentID != string(h.ID()) {
+			t.Fatalf("round %d: got %+v", round, m)
+		}
+	}
+}

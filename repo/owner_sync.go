@@ -48,6 +48,25 @@ func (o *owner) checkStall(p *peer, after time.Duration) {
 	if now.Sub(pd.lastRecv) < after || now.Sub(pd.lastReset) < after {
 		return
 	}
+	if len(o.local) > 0 && now.Sub(o.local[0].at) < after {
+		// The oldest unconfirmed change is younger than after: its answer
+		// is not overdue, however long the document was quiet before it.
+		// (Taking it for a stall pushed the whole history since the
+		// server's heads: 260 ms at 100,000 changes.)
+		return
+	}
+	if len(o.local) == 0 {
+		// Nothing of ours is unconfirmed, so nothing needs pushing (and
+		// pushing everything since the server's heads, which may be none,
+		// is history-sized: 11 MB at 100,000 changes). A fresh session
+		// asks the server what it has.
+		o.repo.log.Info("sync stalled; starting a fresh session", "doc", o.id, "peer", p.id)
+		pd.ss = crdt.NewSyncState(o.doc)
+		pd.lastReset = now
+		pd.hasOK, pd.behind, pd.out = false, false, nil
+		o.dirtyPeers[p] = struct{}{}
+		return
+	}
 	o.repo.log.Info("sync stalled; pushing the unconfirmed changes directly", "doc", o.id, "peer", p.id, "pending", len(o.local))
 	// A fresh session alone can hit the same Bloom filter false positive
 	// again (the filters are deterministic), so send every change since the
@@ -136,7 +155,9 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 	pd.theirHeads = res.Heads
 	pd.lastRecv = time.Now()
 	pd.unanswered = true
-	pd.lastEmpty = res.NChanges == 0
+	// A new session of the peer's (it re-requested a document it has)
+	// must hear back, or it never learns that it is in sync.
+	pd.lastEmpty = res.NChanges == 0 && !msg.FromScratch()
 	pd.unavailable = false
 	if p.upstream() {
 		o.confirm(res.Heads)
