@@ -27,7 +27,9 @@ type Config struct {
 	// touched for this long, and that every peer has in full (see
 	// direct.go), is dropped from memory while its peers stay attached; the
 	// next message or operation loads it again. This bounds the memory of
-	// a server whose clients hold many documents open. Default 10s;
+	// a server whose clients hold many documents open. A document that is
+	// slow to load waits longer: 200 times its estimated load time when
+	// that is more (about 100 s at 100,000 changes). Default 10s;
 	// negative turns it off.
 	HibernateAfter time.Duration
 	// MaxLiveDocuments is a soft bound on documents in memory: above it,

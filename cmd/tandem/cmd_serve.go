@@ -29,7 +29,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rate := fs.Float64("rate", 2000, "messages per second allowed per connection (burst: twice that); a faster peer is cut off (close code 1008)")
 	rateBytes := fs.Int64("rate-bytes", server.DefaultBytesPerSecond, "payload bytes per second allowed per connection (burst: one second's worth); a faster peer is slowed down")
 	maxDocs := fs.Int("max-docs-per-conn", 10000, "documents one connection may sync")
-	hibernate := fs.Duration("hibernate-after", 10*time.Second, "drop a document that every peer has in full from memory after this long untouched (peers stay attached; negative: never)")
+	hibernate := fs.Duration("hibernate-after", 10*time.Second, "drop a document that every peer has in full from memory after this long untouched, or 200 times its load time if longer (peers stay attached; negative: never)")
 	maxLive := fs.Int("max-live-docs", 1000, "soft bound on documents in memory: above it, quiet documents hibernate after a second (negative: none)")
 	ping := fs.Duration("ping-interval", 5*time.Second, "WebSocket ping interval; a peer silent for two intervals is dropped")
 	secretFile := fs.String("auth-secret-file", "", "file holding the HS256 token secret (at least 32 bytes); every sync connection and REST request then needs a token")
