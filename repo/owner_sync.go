@@ -23,7 +23,7 @@ type peerDoc struct {
 	lastReset   time.Time // last stall recovery
 	push        []byte    // a message to send before the session's next one
 	unanswered  bool      // a message arrived since we last generated for the peer
-	lastEmpty   bool      // the last message from the peer carried no changes
+	lastEmpty   bool      // the last message from the peer carried no new changes and did not start a session
 
 	// The direct path (see direct.go).
 	has       []crdt.Hash // sorted; the peer has (or will have) their ancestry
