@@ -147,17 +147,8 @@ func benchFanout(b *testing.B, peers, hist int) {
 	// The writer is client 0; peers other clients receive.
 	writer := dialClient(b, ts.url)
 	defer writer.close()
-	doc, err := crdt.FromJSON(dashboardJSON(20))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range hist {
-		_ = doc.Set(fmt.Sprintf("/widgets/w%d/value", i%20), i)
-		if _, _, err := doc.Commit(""); err != nil {
-			b.Fatal(err)
-		}
-	}
-	wh, err := writer.r.Import(ctx, doc.Save())
+	saved := historyDoc(b, hist)
+	wh, err := writer.r.Import(ctx, saved)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -231,6 +222,23 @@ func waitHeads(ctx context.Context, s *repo.Subscription, h crdt.Hash) {
 			return
 		}
 	}
+}
+
+// historyDoc returns a saved 20-widget dashboard with hist changes after
+// its creation.
+func historyDoc(b *testing.B, hist int) []byte {
+	b.Helper()
+	doc, err := crdt.FromJSON(dashboardJSON(20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range hist {
+		_ = doc.Set(fmt.Sprintf("/widgets/w%d/value", i%20), i)
+		if _, _, err := doc.Commit(""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return doc.Save()
 }
 
 func waitB(b *testing.B, ctx context.Context, cond func() bool) {
@@ -360,19 +368,10 @@ func benchFanoutLoad(b *testing.B, peers, hist, writers int) {
 	defer cancel()
 	ts := startServer(b, b.TempDir())
 	defer ts.stop()
-	doc, err := crdt.FromJSON(dashboardJSON(20))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range hist {
-		_ = doc.Set(fmt.Sprintf("/widgets/w%d/value", i%20), i)
-		if _, _, err := doc.Commit(""); err != nil {
-			b.Fatal(err)
-		}
-	}
+	saved := historyDoc(b, hist)
 	first := dialClient(b, ts.url)
 	defer first.close()
-	h0, err := first.r.Import(ctx, doc.Save())
+	h0, err := first.r.Import(ctx, saved)
 	if err != nil {
 		b.Fatal(err)
 	}

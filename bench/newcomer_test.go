@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -23,17 +22,7 @@ func BenchmarkNewcomers(b *testing.B) {
 	defer cancel()
 	ts := startServer(b, b.TempDir())
 	defer ts.stop()
-	doc, err := crdt.FromJSON(dashboardJSON(20))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range history {
-		_ = doc.Set(fmt.Sprintf("/widgets/w%d/value", i%20), i)
-		if _, _, err := doc.Commit(""); err != nil {
-			b.Fatal(err)
-		}
-	}
-	h, err := ts.repo.Import(ctx, doc.Save())
+	h, err := ts.repo.Import(ctx, historyDoc(b, history))
 	if err != nil {
 		b.Fatal(err)
 	}

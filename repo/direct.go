@@ -320,8 +320,10 @@ func unionSorted(a, b []crdt.Hash) []crdt.Hash {
 }
 
 // generateDirect returns the next message for a peer on the direct path, or
-// nil. It may send the peer back to its session (pd.hasOK false).
-func (o *owner) generateDirect(p *peer, pd *peerDoc) []byte {
+// nil. It may send the peer back to its session (pd.hasOK false). Peers
+// given the same queued chunks in one distribution share one encoding
+// through shared (nil: no sharing).
+func (o *owner) generateDirect(p *peer, pd *peerDoc, shared *directShare) []byte {
 	heads := o.heads()
 	sorted := sortedHashes(heads)
 	var msg []byte
@@ -340,7 +342,15 @@ func (o *owner) generateDirect(p *peer, pd *peerDoc) []byte {
 		}
 		msg, pd.has, pd.behind = m, sorted, false
 	case len(pd.out) > 0:
-		msg, pd.out = crdt.DirectMessage(heads, pd.out), nil
+		if shared != nil && sameChunks(pd.out, shared.out) {
+			msg = shared.msg
+		} else {
+			msg = crdt.DirectMessage(heads, pd.out)
+			if shared != nil {
+				shared.out, shared.msg = pd.out, msg
+			}
+		}
+		pd.out = nil
 	case pd.unanswered && p.accepted:
 		// A server answers every message, so that a client learns we have
 		// its changes; not a change-less one from a peer that already has

@@ -55,30 +55,26 @@ func (o *owner) checkStall(p *peer, after time.Duration) {
 		// server's heads: 260 ms at 100,000 changes.)
 		return
 	}
-	if len(o.local) == 0 {
-		// Nothing of ours is unconfirmed, so nothing needs pushing (and
-		// pushing everything since the server's heads, which may be none,
-		// is history-sized: 11 MB at 100,000 changes). A fresh session
-		// asks the server what it has.
-		o.repo.log.Info("sync stalled; starting a fresh session", "doc", o.id, "peer", p.id)
-		pd.ss = crdt.NewSyncState(o.doc)
-		pd.lastReset = now
-		pd.hasOK, pd.behind, pd.out = false, false, nil
-		o.dirtyPeers[p] = struct{}{}
-		return
-	}
-	o.repo.log.Info("sync stalled; pushing the unconfirmed changes directly", "doc", o.id, "peer", p.id, "pending", len(o.local))
 	// A fresh session alone can hit the same Bloom filter false positive
-	// again (the filters are deterministic), so send every change since the
-	// server's last known heads in one message that bypasses the filters,
-	// and restart the session for what follows.
-	msg, err := o.doc.PushMessage(o.serverHeads)
-	if err != nil {
-		o.repo.log.Warn("cannot build push message", "doc", o.id, "err", err)
-		return
+	// again (the filters are deterministic), so unconfirmed changes go in
+	// one message that bypasses the filters: every change since the
+	// server's last known heads. Without any, nothing needs pushing (and
+	// that message is history-sized when the server named no heads: 11 MB
+	// at 100,000 changes); the fresh session asks the server what it has.
+	var push []byte
+	if len(o.local) > 0 {
+		o.repo.log.Info("sync stalled; pushing the unconfirmed changes directly", "doc", o.id, "peer", p.id, "pending", len(o.local))
+		msg, err := o.doc.PushMessage(o.serverHeads)
+		if err != nil {
+			o.repo.log.Warn("cannot build push message", "doc", o.id, "err", err)
+			return
+		}
+		push = msg
+	} else {
+		o.repo.log.Info("sync stalled; starting a fresh session", "doc", o.id, "peer", p.id)
 	}
 	pd.ss = crdt.NewSyncState(o.doc)
-	pd.push = msg
+	pd.push = push
 	pd.lastReset = now
 	pd.hasOK, pd.behind, pd.out = false, false, nil
 	o.dirtyPeers[p] = struct{}{}
@@ -214,7 +210,7 @@ func (o *owner) generate(ctx context.Context, p *peer) ([]transport.Message, err
 		}
 		o.directSync()
 		if pd.hasOK {
-			if m := o.generateDirect(p, pd); m != nil {
+			if m := o.generateDirect(p, pd, nil); m != nil {
 				o.repo.net.stats.directOut.Add(1)
 				out = append(out, transport.Message{
 					Type: transport.TypeSync, SenderID: o.repo.net.peerID, TargetID: p.id,
@@ -284,9 +280,8 @@ func (o *owner) wakePeers() {
 // directShare lets the peers of one distribution that get the same changes
 // share one encoded message.
 type directShare struct {
-	out    [][]byte
-	msg    []byte
-	sorted []crdt.Hash // our sorted heads when msg was built
+	out [][]byte
+	msg []byte
 }
 
 // pushDirect builds the next message for a peer on the direct path here,
@@ -301,19 +296,7 @@ func (o *owner) pushDirect(p *peer, shared *directShare) bool {
 		o.coalesce.active() || o.doc.HasUncommitted() || p.readyPending(o.id) {
 		return false
 	}
-	var msg []byte
-	if len(pd.out) > 0 && sameChunks(pd.out, shared.out) {
-		msg, pd.out = shared.msg, nil
-		pd.unanswered = false
-		pd.sent = true
-		pd.sentHeads = shared.sorted
-	} else {
-		out := pd.out
-		msg = o.generateDirect(p, pd)
-		if len(out) > 0 && msg != nil {
-			shared.out, shared.msg, shared.sorted = out, msg, pd.sentHeads
-		}
-	}
+	msg := o.generateDirect(p, pd, shared)
 	if msg == nil {
 		return true // nothing to say; the pull path would find nothing either
 	}
