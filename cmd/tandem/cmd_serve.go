@@ -110,7 +110,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	scfg := badgerstore.DefaultConfig(*data)
-	store, err := badgerstore.Open(scfg)
+	var store *badgerstore.Store
+	fixed, err := measureFixed(func() (err error) {
+		store, err = badgerstore.Open(scfg)
+		return err
+	})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			return fmt.Errorf("store %s is in use by another process: %w", *data, err)
@@ -118,6 +122,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("open store %s: %w", *data, err)
 	}
 	defer store.Close()
+	defer startGCTuner(fixed)()
 	obs := server.NewObserver() // engine metrics for /metrics
 	r, err := repo.New(repo.Config{
 		Store: store, Logger: log, PeerID: *peerID, Validate: validate, Observer: obs,
