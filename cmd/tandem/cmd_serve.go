@@ -109,6 +109,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	limitMallocArenas(2)
 	scfg := badgerstore.DefaultConfig(*data)
 	var store *badgerstore.Store
 	fixed, err := measureFixed(func() (err error) {

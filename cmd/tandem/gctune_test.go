@@ -74,3 +74,10 @@ func TestGCTunerRespectsGOGC(t *testing.T) {
 		t.Fatalf("GOGC %d with GOGC set by the user, want %d", got, before)
 	}
 }
+
+func TestLimitMallocArenas(t *testing.T) {
+	t.Setenv("MALLOC_ARENA_MAX", "4")
+	if limitMallocArenas(2) {
+		t.Fatal("the user's MALLOC_ARENA_MAX was overridden")
+	}
+}
