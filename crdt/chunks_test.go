@@ -114,3 +114,25 @@ func TestCheckChunksErrors(t *testing.T) {
 		t.Errorf("empty: %v", err)
 	}
 }
+
+// TestInflateBudget: a small compressed chunk that inflates far beyond its
+// size is refused before it costs the server hundreds of megabytes.
+func TestInflateBudget(t *testing.T) {
+	var z bytes.Buffer
+	w, _ := flate.NewWriter(&z, flate.BestCompression)
+	_, _ = w.Write(make([]byte, 20<<20))
+	_ = w.Close()
+	body := z.Bytes()
+	chunk := append([]byte{0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2}, appendUleb(nil, uint64(len(body)))...)
+	chunk = append(chunk, body...)
+	_, err := SplitChanges(chunk)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "64 times") {
+		t.Fatalf("a %d-byte chunk inflating to 20 MB: %v", len(chunk), err)
+	}
+	if b := inflateBudget(len(chunk)); b != 16<<20 {
+		t.Fatalf("budget for a small input: %d", b)
+	}
+	if b := inflateBudget(1 << 30); b != maxInflate {
+		t.Fatalf("budget for a huge input: %d", b)
+	}
+}
