@@ -12,6 +12,9 @@ import (
 // lookup returns the value at tokens, or ErrPathNotFound.
 func (d *Doc) lookup(tokens []string) (*automerge.Value, error) {
 	noteForeign(resultCost * (len(tokens) + 1))
+	if err := d.materialize(); err != nil {
+		return nil, err
+	}
 	cur := d.am.Root()
 	for i, tok := range tokens {
 		next, err := child(cur, tok)
@@ -208,6 +211,9 @@ func wrapWrite(err error) error {
 
 // setRoot replaces all root keys by those of obj.
 func (d *Doc) setRoot(obj map[string]any) error {
+	if err := d.materialize(); err != nil {
+		return err
+	}
 	root := d.am.RootMap()
 	keys, err := root.Keys()
 	if err != nil {

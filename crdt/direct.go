@@ -54,7 +54,7 @@ func (m *SyncMessage) ChangeHashes() []Hash {
 // head m advertises. d must have no changes waiting for dependencies
 // (Automerge would release them unseen by the caller).
 func (d *Doc) CanApplyDirectly(m *SyncMessage) bool {
-	if m.version != 0x42 || m.hdr.need > 0 || len(d.queued) > 0 || d.dirty {
+	if m.version != 0x42 || m.hdr.need > 0 || d.hasQueued() || d.dirty {
 		return false
 	}
 	inMsg := make(map[automerge.ChangeHash]bool, len(m.hdr.changes))
@@ -107,7 +107,7 @@ func newChanges(d *Doc, cs []changeChunk) ([]byte, int) {
 		if d.hasChange(c.hash) {
 			continue
 		}
-		if _, queued := d.queued[c.hash]; queued {
+		if d.isQueued(c.hash) {
 			continue
 		}
 		out = append(out, c.raw...)
@@ -118,7 +118,7 @@ func newChanges(d *Doc, cs []changeChunk) ([]byte, int) {
 
 // HasQueued reports whether changes wait inside Automerge for missing
 // dependencies.
-func (d *Doc) HasQueued() bool { return len(d.queued) > 0 }
+func (d *Doc) HasQueued() bool { return d.hasQueued() }
 
 // DirectMessage builds a version-1 sync message from a replica whose heads
 // are heads, carrying changes (change chunks, in causal order) to a peer

@@ -22,7 +22,12 @@ import (
 // JSON never commit: while writes are pending, Heads reports the heads of
 // the committed state and Get sees the pending writes.
 type Doc struct {
-	am *automerge.Doc
+	am *automerge.Doc // nil while a graph-backed document is not materialized
+
+	// g holds the committed changes of a graph-backed document (see
+	// graphdoc.go), and actor the actor its core copy writes as.
+	g     *Graph
+	actor string
 
 	dirty   bool                   // writes since the last commit
 	base    []automerge.ChangeHash // heads before the first pending write (for Rollback)
@@ -55,7 +60,11 @@ type Doc struct {
 // must not modify the result.
 func (d *Doc) amHeads() []automerge.ChangeHash {
 	if !d.headsOK {
-		d.heads = d.am.Heads()
+		if d.g != nil {
+			d.heads = toAMHashes(d.g.heads)
+		} else {
+			d.heads = d.am.Heads()
+		}
 		d.headsOK = true
 	}
 	return d.heads
@@ -171,6 +180,9 @@ func (d *Doc) LoadIncremental(data []byte) error {
 		return err
 	}
 	defer d.changed()
+	if d.g != nil {
+		return d.loadIncrementalGraph(data)
+	}
 	if len(d.amHeads()) == 0 {
 		// Nothing to merge with: loading as a document is much faster than
 		// applying a snapshot change by change. (Load refuses changes whose
@@ -197,6 +209,9 @@ func (d *Doc) LoadIncremental(data []byte) error {
 
 // hasChange reports whether the change is applied (not merely queued).
 func (d *Doc) hasChange(h automerge.ChangeHash) bool {
+	if d.g != nil {
+		return d.g.Has(Hash(h))
+	}
 	if _, ok := d.known[h]; ok {
 		return true
 	}
@@ -284,6 +299,10 @@ func (d *Doc) replaceInner(am *automerge.Doc) error {
 // saved for SaveIncremental.
 func (d *Doc) Save() []byte {
 	_ = d.flush()
+	if d.g != nil {
+		d.saved = d.amHeads()
+		return concatChunks(d.g.ChangesSince(nil))
+	}
 	var out []byte
 	_ = guard(ErrCorrupt, "save", func() error {
 		out = d.am.Save()
@@ -300,6 +319,11 @@ func (d *Doc) Save() []byte {
 // and Load restores the document. A Fork starts with nothing saved.
 func (d *Doc) SaveIncremental() []byte {
 	_ = d.flush()
+	if d.g != nil {
+		out := concatChunks(d.g.ChangesSince(fromAMHashes(d.saved)))
+		d.saved = d.amHeads()
+		return out
+	}
 	var out []byte
 	_ = guard(ErrCorrupt, "save incremental", func() error {
 		heads := d.amHeads()
@@ -329,7 +353,12 @@ func (d *Doc) Heads() []Hash {
 }
 
 // ActorID returns the hex actor id that the document's writes are made as.
-func (d *Doc) ActorID() string { return d.am.ActorID() }
+func (d *Doc) ActorID() string {
+	if d.am == nil {
+		return d.actorForCore()
+	}
+	return d.am.ActorID()
+}
 
 // SetActorID changes the actor id used for subsequent changes (a
 // non-empty, even-length hex string). Pending writes are committed first.
@@ -357,7 +386,14 @@ func (d *Doc) setActor(actor string) error {
 	if err := validateActor(actor); err != nil {
 		return err
 	}
-	return guard(ErrInvalidActor, actor, func() error { return d.am.SetActorID(strings.ToLower(actor)) })
+	actor = strings.ToLower(actor)
+	if d.g != nil {
+		d.actor = actor
+		if d.am == nil {
+			return nil
+		}
+	}
+	return guard(ErrInvalidActor, actor, func() error { return d.am.SetActorID(actor) })
 }
 
 // HasUncommitted reports whether Set, Add, Delete or ApplyPatch wrote since
@@ -375,6 +411,9 @@ func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
 	noteForeign(2 * changeCost)
 	if !d.dirty && !allowEmpty {
 		return CommitInfo{}, false, nil
+	}
+	if err := d.materialize(); err != nil {
+		return CommitInfo{}, false, err
 	}
 	var (
 		info  CommitInfo
@@ -405,6 +444,9 @@ func (d *Doc) commit(msg string, allowEmpty bool) (CommitInfo, bool, error) {
 	d.clearPending()
 	if empty {
 		return CommitInfo{}, false, nil
+	}
+	if err := d.graphAdd(info.Bytes); err != nil {
+		return CommitInfo{}, false, err
 	}
 	return info, true, nil
 }
@@ -478,6 +520,9 @@ func (d *Doc) History() ([]ChangeInfo, error) {
 	if err := d.flush(); err != nil {
 		return nil, err
 	}
+	if err := d.materialize(); err != nil {
+		return nil, err
+	}
 	var out []ChangeInfo
 	defer func() { noteForeign(changeCost * len(out)) }()
 	err := guard(ErrCorrupt, "history", func() error {
@@ -513,6 +558,9 @@ func (d *Doc) Fork() (*Doc, error) {
 	if err := d.flush(); err != nil {
 		return nil, err
 	}
+	if err := d.materialize(); err != nil {
+		return nil, err
+	}
 	var am *automerge.Doc
 	err := guard(ErrCorrupt, "fork", func() (err error) {
 		am, err = d.am.Fork()
@@ -536,11 +584,31 @@ func (d *Doc) Merge(other *Doc) error {
 	if err := other.flush(); err != nil {
 		return err
 	}
+	if err := d.materialize(); err != nil {
+		return err
+	}
+	if err := other.materialize(); err != nil {
+		return err
+	}
 	defer d.changed()
-	return guard(ErrCorrupt, "merge", func() error {
+	err := guard(ErrCorrupt, "merge", func() error {
 		_, err := d.am.Merge(other.am)
 		return err
 	})
+	if err != nil || d.g == nil {
+		return err
+	}
+	// The graph takes what the merge brought.
+	var news []byte
+	err = guard(ErrCorrupt, "merge", func() error {
+		cs, err := d.am.Changes(toAMHashes(d.g.heads)...)
+		news = automerge.SaveChanges(cs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return d.graphAdd(news)
 }
 
 // ChangesSince returns the encoded changes that are not ancestors of heads,
@@ -550,6 +618,9 @@ func (d *Doc) Merge(other *Doc) error {
 func (d *Doc) ChangesSince(heads []Hash) ([]byte, error) {
 	if err := d.flush(); err != nil {
 		return nil, err
+	}
+	if d.g != nil {
+		return concatChunks(d.g.ChangesSince(heads)), nil
 	}
 	var out []byte
 	err := guard(ErrCorrupt, "changes", func() error {

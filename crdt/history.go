@@ -22,6 +22,9 @@ func (d *Doc) ForkAt(heads []Hash) (*Doc, error) {
 	if len(heads) == 0 {
 		return New(), nil
 	}
+	if err := d.materialize(); err != nil {
+		return nil, err
+	}
 	var am *automerge.Doc
 	err := guard(ErrCorrupt, "fork", func() (err error) {
 		am, err = d.am.Fork(toAMHashes(heads)...)
@@ -39,6 +42,9 @@ func (d *Doc) ForkAt(heads []Hash) (*Doc, error) {
 func (d *Doc) HashesSince(heads []Hash) ([]Hash, error) {
 	if err := d.flush(); err != nil {
 		return nil, err
+	}
+	if d.g != nil {
+		return d.g.HashesSince(heads), nil
 	}
 	var out []Hash
 	err := guard(ErrCorrupt, "changes", func() error {
@@ -88,6 +94,9 @@ func (d *Doc) PushMessage(theirHeads []Hash) ([]byte, error) {
 func (d *Doc) ChangeChunks(heads []Hash) ([][]byte, error) {
 	if err := d.flush(); err != nil {
 		return nil, err
+	}
+	if d.g != nil {
+		return d.g.ChangesSince(heads), nil
 	}
 	var known []automerge.ChangeHash
 	for _, h := range heads {

@@ -17,6 +17,7 @@ import (
 type SyncState struct {
 	doc *Doc
 	ss  *automerge.SyncState
+	gs  *GraphSync // instead of ss for a graph-backed document
 
 	// For stall recovery (see Generate): the last message received,
 	// without its changes, and the heads it advertised.
@@ -28,6 +29,9 @@ type SyncState struct {
 // NewSyncState starts a sync session for d with a peer it knows nothing
 // about.
 func NewSyncState(d *Doc) *SyncState {
+	if d.g != nil {
+		return &SyncState{doc: d, gs: NewGraphSync(d.g)}
+	}
 	return &SyncState{doc: d, ss: automerge.NewSyncState(d.am)}
 }
 
@@ -36,6 +40,11 @@ func NewSyncState(d *Doc) *SyncState {
 func LoadSyncState(d *Doc, data []byte) (*SyncState, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty sync state", ErrInvalidSync)
+	}
+	if d.g != nil {
+		// GraphSync keeps no state worth saving: the peer gets a
+		// fresh session, which Automerge peers handle.
+		return NewSyncState(d), nil
 	}
 	var ss *automerge.SyncState
 	err := guard(ErrInvalidSync, "load sync state", func() (err error) {
@@ -69,6 +78,9 @@ func (s *SyncState) Generate() ([]byte, bool) {
 	noteForeign(changeCost)
 	if err := s.doc.flush(); err != nil {
 		return nil, false
+	}
+	if s.gs != nil {
+		return s.gs.Generate()
 	}
 	s.attach()
 	var out []byte
@@ -138,6 +150,9 @@ func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
 	}
 	var res SyncResult
 	fresh, nFresh := newChanges(s.doc, hdr.changes)
+	if s.gs != nil {
+		return s.receiveGraph(msg, hdr, fresh, nFresh)
+	}
 	err = guard(ErrInvalidSync, "receive", func() error {
 		before := s.doc.amHeads()
 		s.attach()
@@ -169,6 +184,9 @@ func (s *SyncState) Receive(msg []byte) (SyncResult, error) {
 // Save encodes the session so that it can be resumed with LoadSyncState
 // (Automerge keeps only what is worth keeping: the peer's shared heads).
 func (s *SyncState) Save() []byte {
+	if s.gs != nil {
+		return nil
+	}
 	var out []byte
 	_ = guard(ErrInvalidSync, "save sync state", func() error {
 		out = s.ss.Save()
@@ -335,4 +353,24 @@ func (r *byteReader) chunk() ([]byte, bool) {
 	out := r.b[r.off : r.off+n]
 	r.off += n
 	return out, true
+}
+
+// receiveGraph is Receive for a graph-backed document: the graph takes the
+// changes through the Go session, and a core copy, if any, takes the same.
+func (s *SyncState) receiveGraph(msg []byte, hdr syncHeader, fresh []byte, nFresh int) (SyncResult, error) {
+	d := s.doc
+	before := d.amHeads()
+	graphBefore := d.g.Heads()
+	if _, err := s.gs.Receive(msg); err != nil {
+		return SyncResult{}, err
+	}
+	d.changed()
+	res := SyncResult{Heads: hdr.heads, Changed: !sameHeads(before, d.amHeads())}
+	if len(hdr.changes) > 0 {
+		res.Changes, res.NChanges = fresh, nFresh
+	}
+	if res.Changed {
+		d.catchUpCore(graphBefore)
+	}
+	return res, nil
 }
