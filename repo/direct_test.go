@@ -49,14 +49,17 @@ func (l *link) cut() { l.cancel(); <-l.done }
 // that everyone ends with the same heads and values, and that the direct
 // path (not only Automerge sessions) carried the traffic.
 func TestDirectPathConvergesUnderChurn(t *testing.T) {
-	for _, mode := range []string{"direct", "sessions"} {
+	for _, mode := range []string{"direct", "sessions", "graph"} {
 		t.Run(mode, func(t *testing.T) {
 			seed := rand.Uint64()
 			t.Logf("seed %d", seed)
 			rng := rand.New(rand.NewPCG(seed, 1))
 			ctx := ctxT(t)
 			only := mode == "sessions"
-			srv := newRepo(t, memory.New(), func(c *repo.Config) { c.SessionsOnly = only })
+			srv := newRepo(t, memory.New(), func(c *repo.Config) {
+				c.SessionsOnly = only
+				c.GraphDocuments = mode == "graph"
+			})
 			const nClients = 4
 			clients := make([]*repo.Repo, nClients)
 			links := make([]*link, nClients)
@@ -149,6 +152,9 @@ func TestDirectPathConvergesUnderChurn(t *testing.T) {
 				return true
 			}
 			waitFor(t, same, "every replica at the same heads")
+			if st := srv.Stats(); mode == "graph" && st.InCore != 0 {
+				t.Fatalf("graph documents: %d in the core before anything read them", st.InCore)
+			}
 			want, _ := hs.JSON(ctx, "")
 			for i, h := range handles {
 				got, _ := h.JSON(ctx, "")
@@ -377,5 +383,80 @@ func TestNewSessionHearsBack(t *testing.T) {
 		if m.Type != transport.TypeSync || m.DocumentID != string(h.ID()) {
 			t.Fatalf("round %d: got %+v", round, m)
 		}
+	}
+}
+
+// TestGraphDocumentsRestart: a server keeping documents as change graphs
+// stores them (chunks, then compacted snapshots of changes), reloads them
+// after a restart, also from a snapshot an ordinary server wrote (Automerge's
+// document format), and serves them to fresh clients without building them
+// in the core.
+func TestGraphDocumentsRestart(t *testing.T) {
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	open := func(graph bool) (*repo.Repo, func()) {
+		st := openBadger(t, dir)
+		r, err := repo.New(repo.Config{Store: st, GraphDocuments: graph, CompactMinBytes: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, func() {
+			if err := r.Close(context.Background()); err != nil {
+				t.Error(err)
+			}
+			if err := st.Close(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	// An ordinary server first: its snapshot is in Automerge's format.
+	srv, closeSrv := open(false)
+	c := clientRepo(t)
+	l := dial(t, srv, c)
+	h, err := c.CreateJSON(ctx, []byte(`{"n":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := h.ID()
+	converged := func(srv *repo.Repo, h *repo.DocHandle) func() bool {
+		return func() bool {
+			sh, err := srv.Find(ctx, id)
+			if err != nil {
+				return false
+			}
+			a, _ := sh.Heads(ctx)
+			b, _ := h.Heads(ctx)
+			return len(a) > 0 && slices.Equal(sortHashes(a), sortHashes(b))
+		}
+	}
+	waitFor(t, converged(srv, h), "the ordinary server has the document")
+	l.cut()
+	closeSrv()
+
+	for round := 1; round <= 3; round++ {
+		srv, closeSrv = open(true)
+		l = dial(t, srv, c)
+		for i := range 20 {
+			if _, err := h.Set(ctx, "/n", round*100+i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, converged(srv, h), "the graph server has every change")
+		fresh := clientRepo(t)
+		lf := dial(t, srv, fresh)
+		fh, err := fresh.Find(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, converged(srv, fh), "a fresh client has every change")
+		if got, _ := fh.Get(ctx, "/n"); fmt.Sprint(got) != fmt.Sprint(round*100+19) {
+			t.Fatalf("round %d: fresh client reads %v", round, got)
+		}
+		if st := srv.Stats(); st.InCore != 0 {
+			t.Fatalf("round %d: %d documents built in the core", round, st.InCore)
+		}
+		lf.cut()
+		l.cut()
+		closeSrv()
 	}
 }

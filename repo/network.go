@@ -102,7 +102,11 @@ type Stats struct {
 	Parked        int   // hibernating documents whose goroutine has stopped until the next message
 	// LiveBytes is the stored (compressed) size of the documents in
 	// memory; their in-memory form is several times larger.
-	LiveBytes   int64
+	LiveBytes int64
+	// InCore counts the documents in memory that are built in the
+	// Automerge core: all of them, unless Config.GraphDocuments keeps them
+	// as change graphs until their content is read or written.
+	InCore      int
 	MessagesIn  int64
 	MessagesOut int64
 	BytesIn     int64 // sync and ephemeral payload bytes received
@@ -124,10 +128,11 @@ func (r *Repo) Stats() Stats {
 	n.mu.Lock()
 	peers := len(n.peers)
 	n.mu.Unlock()
+	liveBytes, inCore := r.liveBytes()
 	return Stats{
 		Peers: peers, PeersTotal: n.stats.peersTotal.Load(), LiveDocuments: r.Live(), Hibernating: int(r.hibernated.Load()),
-		Parked:     int(r.parked.Load()),
-		LiveBytes:  r.liveBytes(),
+		Parked:    int(r.parked.Load()),
+		LiveBytes: liveBytes, InCore: inCore,
 		MessagesIn: n.stats.msgsIn.Load(), MessagesOut: n.stats.msgsOut.Load(),
 		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(), SyncOut: n.stats.syncOut.Load(),
 		DirectIn: n.stats.directIn.Load(), DirectOut: n.stats.directOut.Load(),

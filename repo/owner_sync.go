@@ -112,7 +112,7 @@ func (o *owner) receiveSync(p *peer, data []byte, isRequest bool) {
 		}
 		// An unsolicited sync for a new document: start it empty; it
 		// is stored as soon as changes arrive.
-		o.doc = crdt.New()
+		o.doc = o.repo.newDoc()
 	}
 	o.directSync()
 	if hashes, err := o.validateIncoming(data); err != nil {

@@ -174,7 +174,7 @@ func (p *peer) attach(doc crdt.DocumentID, asRequest bool) error {
 		return o.send(context.Background(), func(o *owner) {
 			if o.doc == nil && o.load() != nil {
 				o.deleted = false
-				o.doc = crdt.New()
+				o.doc = o.repo.newDoc()
 				o.directSync()
 			}
 			o.peers[p] = &peerDoc{ss: crdt.NewSyncState(o.doc), request: true}
@@ -215,7 +215,7 @@ func (o *owner) startPeer(p *peer, asRequest bool) {
 		}
 		// We ask peers for a document we lack: start it empty.
 		o.deleted = false
-		o.doc = crdt.New()
+		o.doc = o.repo.newDoc()
 		o.directSync()
 	}
 	o.peerDoc(p).request = asRequest

@@ -54,13 +54,14 @@ var (
 	descSyncOut      = prometheus.NewDesc("tandem_sync_messages_generated_total", "Sync messages generated for peers.", nil, nil)
 	descSyncPath     = prometheus.NewDesc("tandem_sync_path_messages_total", "Sync messages by how they were made or taken: on the direct path (cost: the changes) or by an Automerge session (cost: the history).", []string{"path", "direction"}, nil)
 	descLiveBytes    = prometheus.NewDesc("tandem_documents_in_memory_bytes", "Stored (compressed) size of the documents in memory; their in-memory form is several times larger.", nil, nil)
+	descInCore       = prometheus.NewDesc("tandem_documents_in_core", "Documents in memory that are built in the Automerge core (the others are change graphs until their content is read or written).", nil, nil)
 	descHibernating  = prometheus.NewDesc("tandem_documents_hibernating", "Documents peers still sync that are out of memory until used again.", nil, nil)
 	descParked       = prometheus.NewDesc("tandem_documents_parked", "Hibernating documents whose goroutine has stopped until their next message.", nil, nil)
 	descAuthFailures = prometheus.NewDesc("tandem_auth_failures_total", "Requests and connections refused for a missing, invalid, expired or revoked token.", nil, nil)
 )
 
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descPeers, descPeersTotal, descLiveDocs, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descSyncOut, descAuthFailures, descSyncPath, descHibernating, descParked, descLiveBytes} {
+	for _, d := range []*prometheus.Desc{descConnections, descPeers, descPeersTotal, descLiveDocs, descMessagesIn, descMessagesOut, descBytesIn, descBytesOut, descSyncOut, descAuthFailures, descSyncPath, descHibernating, descParked, descLiveBytes, descInCore} {
 		ch <- d
 	}
 }
@@ -89,6 +90,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descHibernating, float64(st.Hibernating))
 	gauge(descParked, float64(st.Parked))
 	gauge(descLiveBytes, float64(st.LiveBytes))
+	gauge(descInCore, float64(st.InCore))
 	counter(descAuthFailures, float64(c.s.AuthFailures()))
 }
 

@@ -128,7 +128,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	r, err := repo.New(repo.Config{
 		Store: store, Logger: log, PeerID: *peerID, Validate: validate, Observer: obs,
 		MaxDocumentBytes: *maxDoc, WarnDocumentBytes: *warnDoc,
-		HibernateAfter: *hibernate, MaxLiveDocuments: *maxLive,
+		HibernateAfter: *hibernate, MaxLiveDocuments: *maxLive, GraphDocuments: true,
 		Peers: repo.PeerConfig{HandshakeTimeout: *handshake, RatePerSecond: *rate, MaxDocuments: *maxDocs},
 	})
 	if err != nil {
