@@ -117,3 +117,31 @@ func ExampleSyncState() {
 	// Output:
 	// {"count":1}
 }
+
+// A server-side document kept as a change graph: it syncs with an ordinary
+// document through the Go sync session and is built in the Automerge core
+// only when its content is read.
+func ExampleNewGraphDoc() {
+	client, _ := crdt.FromJSON([]byte(`{"cpu":42}`))
+	server := crdt.NewGraphDoc()
+	cs, ss := crdt.NewSyncState(client), crdt.NewSyncState(server)
+	for range 10 { // a few round trips settle it
+		m1, ok1 := cs.Generate()
+		if ok1 {
+			_, _ = ss.Receive(m1)
+		}
+		m2, ok2 := ss.Generate()
+		if ok2 {
+			_, _ = cs.Receive(m2)
+		}
+		if !ok1 && !ok2 {
+			break
+		}
+	}
+	fmt.Println(server.IsGraph(), server.Materialized(), len(server.Heads()))
+	out, _ := server.JSON("")
+	fmt.Println(string(out), server.Materialized())
+	// Output:
+	// true false 1
+	// {"cpu":42} true
+}
