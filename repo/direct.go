@@ -91,6 +91,15 @@ func (ds *directState) extendAll(changes []crdt.Change, heads []crdt.Hash) {
 // nothing, from the cache when it is current.
 func (o *owner) fullMessage() ([]byte, error) {
 	heads := o.heads()
+	if o.doc.IsGraph() {
+		// The graph is the change list already (no copy, no cgo).
+		all, err := o.doc.ChangeChunks(nil)
+		if err != nil {
+			return nil, err
+		}
+		o.repo.net.stats.fullCached.Add(1)
+		return crdt.DirectMessage(heads, all), nil
+	}
 	sorted := sortedHashes(heads)
 	if o.direct.allBase == nil || !slices.Equal(o.direct.allBase, sorted) {
 		all, err := o.doc.ChangeChunks(nil)
@@ -231,7 +240,9 @@ func (o *owner) distribute() {
 		pd.has = heads
 	}
 	if ok {
-		o.direct.extendAll(changes, heads)
+		if !o.doc.IsGraph() {
+			o.direct.extendAll(changes, heads)
+		}
 	} else {
 		o.direct.dropAll()
 	}

@@ -118,7 +118,8 @@ type Stats struct {
 	DirectIn, DirectOut, SessionIn, SessionOut int64
 	// Direct messages with the whole document for peers that had none of
 	// it: built by asking Automerge for every change, or from the
-	// document's cached change list (see directState.all).
+	// document's cached change list (see directState.all) or its change
+	// graph (Config.GraphDocuments).
 	FullBuilt, FullCached int64
 }
 

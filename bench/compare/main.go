@@ -181,6 +181,13 @@ func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.s.name, m.name, cell(t, okT, r.err[0]), cell(f, okR, r.err[1]), ratio)
 		}
+		if r.s.cfg.Scenario == loadgen.Ramp {
+			// The whole ramp's peak compares unequal work when one
+			// server went on for more steps; this compares the same.
+			if t, f, step, ok := sameLoadRSS(r.res[0], r.res[1]); ok {
+				fmt.Fprintf(&b, "| %s | server peak RSS up to the reference's saturation (step %d) | %s MB | %s MB | %.1f× |\n", r.s.name, step, fmtNum(t), fmtNum(f), f/t)
+			}
+		}
 	}
 	b.WriteString("\nNotes from the runs:\n\n")
 	for _, r := range rows {
@@ -280,6 +287,25 @@ func metrics(s string) []metric {
 		}
 	}
 	return nil
+}
+
+// sameLoadRSS returns both servers' peak RSS (MB) up to the end of the
+// step at which the reference saturated (1-based), when both ran it.
+func sameLoadRSS(t, f *loadgen.Result) (tMB, fMB float64, step int, ok bool) {
+	if t == nil || f == nil || len(f.Steps) == 0 {
+		return 0, 0, 0, false
+	}
+	k := len(f.Steps) - 1
+	for i := len(f.Steps) - 1; i >= 0; i-- {
+		if f.Saturation > 0 && f.Steps[i].Delivered == f.Saturation {
+			k = i
+			break
+		}
+	}
+	if k >= len(t.Steps) || t.Steps[k].PeakRSSBytes <= 0 || f.Steps[k].PeakRSSBytes <= 0 {
+		return 0, 0, 0, false
+	}
+	return float64(t.Steps[k].PeakRSSBytes) / (1 << 20), float64(f.Steps[k].PeakRSSBytes) / (1 << 20), k + 1, true
 }
 
 func fmtNum(v float64) string {
