@@ -559,7 +559,9 @@ func (o *owner) observePersisted(data []byte, d time.Duration) {
 
 // maybeCompact replaces the chunks with one snapshot once they outgrow it.
 func (o *owner) maybeCompact() {
-	if o.doc == nil || o.lastSeq == 0 || o.coalesce.active() {
+	if o.doc == nil || o.lastSeq == 0 || o.coalesce.active() || o.doc.HasQueued() {
+		// Changes waiting for their dependencies are in the chunks but
+		// not in a snapshot (Automerge saves applied changes only).
 		return
 	}
 	// Compacting costs a history-sized Save on the owner goroutine (7.5 ms
