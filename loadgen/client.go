@@ -41,15 +41,24 @@ func (a arrivals) ChangesApplied(_ int, remote bool) {
 	}
 }
 
-func dial(ctx context.Context, url string) (*client, error) {
+// dial connects an unpaced client: the load generator measures servers,
+// not the Go client's politeness (PeerConfig.SendRatePerSecond).
+func dial(ctx context.Context, url string) (*client, error) { return dialRate(ctx, url, -1) }
+
+// dialPaced connects a client paced as a Go application's is by default.
+// A client holding thousands of documents needs it: unpaced, it re-syncs
+// all of them at once after every reconnect, a server's per-connection
+// message limit cuts it off again (2,000/s for tandem serve), and it never
+// settles (many-docs with 10,000 documents did not finish).
+func dialPaced(ctx context.Context, url string) (*client, error) { return dialRate(ctx, url, 0) }
+
+func dialRate(ctx context.Context, url string, rate float64) (*client, error) {
 	store := memory.New()
 	changed := make(chan struct{}, 1)
 	r, err := repo.New(repo.Config{
 		Store: store, Share: repo.ClientSharePolicy{}, IdleTimeout: time.Hour, ConflictWindow: -1,
 		Observer: arrivals{changed: changed},
-		// Unpaced: the load generator measures servers, not the Go
-		// client's politeness (PeerConfig.SendRatePerSecond).
-		Peers: repo.PeerConfig{SendRatePerSecond: -1},
+		Peers:    repo.PeerConfig{SendRatePerSecond: rate},
 	})
 	if err != nil {
 		return nil, err

@@ -384,7 +384,7 @@ func (lr *loadRun) uploadDocs(ctx context.Context, ms []*member, prog func(int))
 	if len(ms) == 0 {
 		return nil
 	}
-	creator, err := dial(ctx, lr.url)
+	creator, err := dialPaced(ctx, lr.url) // one document per group: many
 	if err != nil {
 		return err
 	}

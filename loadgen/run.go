@@ -327,7 +327,7 @@ func smallDoc(i int) []byte {
 // of them from a fresh client, and (with a spawned server) restarts the
 // server and times the first document served.
 func runManyDocs(ctx context.Context, cfg *Config, url string, res *Result) error {
-	creator, err := dial(ctx, url)
+	creator, err := dialPaced(ctx, url)
 	if err != nil {
 		return err
 	}
@@ -348,9 +348,12 @@ func runManyDocs(ctx context.Context, cfg *Config, url string, res *Result) erro
 	if err != nil {
 		return err
 	}
-	// Every announced document is answered by the server once it has it.
-	if err := waitFor(ctx, 5*time.Millisecond, func() bool {
-		return creator.r.Stats().MessagesIn-before >= int64(cfg.Docs)
+	// Every announced document is answered by the server once it has it,
+	// and the creator then counts it as synced. (Counting answers alone
+	// passed early: some documents get two, and finds of the others then
+	// had to be retried.)
+	if err := waitFor(ctx, 10*time.Millisecond, func() bool {
+		return creator.r.Stats().MessagesIn-before >= int64(cfg.Docs) && len(creator.r.Unsynced()) == 0
 	}); err != nil {
 		return fmt.Errorf("loadgen: the server did not answer for every created document: %w", err)
 	}
