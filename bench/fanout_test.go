@@ -21,15 +21,19 @@ import (
 )
 
 // sessionsOnly makes startServer and dialClient turn the direct sync path
-// off (repo.Config.SessionsOnly), so that benchmarks compare both paths.
-var sessionsOnly bool
+// off (repo.Config.SessionsOnly), so that benchmarks compare both paths;
+// graphDocs makes startServer keep documents as change graphs
+// (repo.Config.GraphDocuments), as tandem serve does.
+var sessionsOnly, graphDocs bool
 
-// modes runs f once per sync path: "direct" (the default) and "sessions".
+// modes runs f once per server engine: "direct" (documents in the
+// Automerge core, direct path on), "sessions" (Automerge sessions only)
+// and "graph" (change graphs and Go sessions, tandem serve's default).
 func modes(b *testing.B, f func(b *testing.B)) {
-	for _, m := range []string{"direct", "sessions"} {
+	for _, m := range []string{"direct", "sessions", "graph"} {
 		b.Run("sync="+m, func(b *testing.B) {
-			sessionsOnly = m == "sessions"
-			defer func() { sessionsOnly = false }()
+			sessionsOnly, graphDocs = m == "sessions", m == "graph"
+			defer func() { sessionsOnly, graphDocs = false, false }()
 			f(b)
 		})
 	}
@@ -51,7 +55,7 @@ func startServer(b *testing.B, dir string) *testServer {
 	ts := &testServer{done: make(chan error, 1)}
 	if dir == "" {
 		ts.closeS = func() {}
-		r, err := repo.New(repo.Config{Store: memory.New(), SessionsOnly: sessionsOnly})
+		r, err := repo.New(repo.Config{Store: memory.New(), SessionsOnly: sessionsOnly, GraphDocuments: graphDocs})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -59,7 +63,7 @@ func startServer(b *testing.B, dir string) *testServer {
 	} else {
 		s := openStore(b, dir)
 		ts.closeS = func() { _ = s.Close() }
-		r, err := repo.New(repo.Config{Store: s, SessionsOnly: sessionsOnly})
+		r, err := repo.New(repo.Config{Store: s, SessionsOnly: sessionsOnly, GraphDocuments: graphDocs})
 		if err != nil {
 			b.Fatal(err)
 		}
