@@ -118,6 +118,16 @@ func checkChunks(data []byte) ([]changeChunk, error) {
 	return changes, nil
 }
 
+// onlyChanges reports whether cs, checkChunks' result for data, covers all
+// of data: no document chunk among them.
+func onlyChanges(cs []changeChunk, data []byte) bool {
+	total := 0
+	for _, c := range cs {
+		total += len(c.raw)
+	}
+	return total == len(data)
+}
+
 func appendUleb(b []byte, v uint64) []byte {
 	for v >= 0x80 {
 		b = append(b, byte(v)|0x80)

@@ -86,7 +86,12 @@ func (d *Doc) ApplyDirectly(m *SyncMessage) (SyncResult, error) {
 		return res, nil
 	}
 	before := d.amHeads()
-	if err := d.LoadIncremental(res.Changes); err != nil {
+	if d.g != nil {
+		// The message's chunks are checked already (ParseSyncMessage).
+		if err := d.addToGraph(m.hdr.changes); err != nil {
+			return SyncResult{}, err
+		}
+	} else if err := d.LoadIncremental(res.Changes); err != nil {
 		return SyncResult{}, err
 	}
 	after := d.amHeads()
@@ -156,14 +161,12 @@ func SplitChanges(data []byte) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !onlyChanges(cs, data) {
+		return nil, fmt.Errorf("%w: not only change chunks", ErrCorrupt)
+	}
 	out := make([]Change, len(cs))
-	total := 0
 	for i, c := range cs {
 		out[i] = Change{Hash: Hash(c.hash), Deps: fromAMHashes(c.deps), Raw: c.raw}
-		total += len(c.raw)
-	}
-	if total != len(data) {
-		return nil, fmt.Errorf("%w: not only change chunks", ErrCorrupt)
 	}
 	return out, nil
 }

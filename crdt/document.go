@@ -181,7 +181,7 @@ func (d *Doc) LoadIncremental(data []byte) error {
 	}
 	defer d.changed()
 	if d.g != nil {
-		return d.loadIncrementalGraph(data)
+		return d.loadIncrementalGraph(data, changes)
 	}
 	if len(d.amHeads()) == 0 {
 		// Nothing to merge with: loading as a document is much faster than

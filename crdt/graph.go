@@ -79,11 +79,7 @@ func (g *Graph) Add(data []byte) ([]Hash, error) {
 	if err != nil {
 		return nil, err
 	}
-	total := 0
-	for _, c := range cs {
-		total += len(c.raw)
-	}
-	if total != len(data) {
+	if !onlyChanges(cs, data) {
 		return nil, fmt.Errorf("%w: not only change chunks", ErrCorrupt)
 	}
 	return g.addChecked(cs)

@@ -39,33 +39,37 @@ func LoadGraphDoc(data []byte) (*Doc, error) {
 	if err != nil {
 		return nil, err
 	}
-	total := 0
-	for _, c := range cs {
-		total += len(c.raw)
+	if cs, err = graphChanges(data, cs); err != nil {
+		return nil, err
 	}
 	d := NewGraphDoc()
-	if total != len(data) {
-		// A document chunk: only the core can list its changes.
-		full, err := Load(data)
-		if err != nil {
-			return nil, err
-		}
-		changes, err := full.ChangesSince(nil)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := d.g.Add(changes); err != nil {
-			return nil, err
-		}
-		// Changes that were queued in the saved form stay queued here.
-		if _, err := d.g.addChecked(cs); err != nil {
-			return nil, err
-		}
-	} else if _, err := d.g.addChecked(cs); err != nil {
+	if _, err := d.g.addChecked(cs); err != nil {
 		return nil, err
 	}
 	d.saved = toAMHashes(d.g.Heads())
 	return d, nil
+}
+
+// graphChanges returns the changes of data (cs: checkChunks' result for
+// it) as checked change chunks. A document chunk (Automerge's saved
+// format) is listed through the core, once; changes the core would queue
+// (missing dependencies) are kept, to wait in the graph.
+func graphChanges(data []byte, cs []changeChunk) ([]changeChunk, error) {
+	if onlyChanges(cs, data) {
+		return cs, nil
+	}
+	tmp := wrapDoc(automerge.New())
+	if err := tmp.LoadIncremental(data); err != nil {
+		return nil, err
+	}
+	changes, err := tmp.ChangesSince(nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, raw := range tmp.queued {
+		changes = append(changes, raw...)
+	}
+	return checkChunks(changes)
 }
 
 // IsGraph reports whether d is graph-backed.
@@ -167,38 +171,24 @@ func concatChunks(cs [][]byte) []byte {
 	return out
 }
 
-// loadIncrementalGraph is LoadIncremental for a graph-backed document
-// (data's framing and checksums are checked; pending writes committed).
-func (d *Doc) loadIncrementalGraph(data []byte) error {
-	changes := data
-	cs, err := checkChunks(data)
+// loadIncrementalGraph is LoadIncremental for a graph-backed document:
+// cs is checkChunks' result for data (already checked; pending writes
+// committed).
+func (d *Doc) loadIncrementalGraph(data []byte, cs []changeChunk) error {
+	cs, err := graphChanges(data, cs)
 	if err != nil {
 		return err
 	}
-	total := 0
-	for _, c := range cs {
-		total += len(c.raw)
-	}
-	if total != len(data) {
-		// A document chunk: only the core can list its changes.
-		tmp := wrapDoc(automerge.New())
-		if err := tmp.LoadIncremental(data); err != nil {
-			return err
-		}
-		if changes, err = tmp.ChangesSince(nil); err != nil {
-			return err
-		}
-		// Changes tmp queued (missing dependencies) wait in the graph too.
-		var q []byte
-		for _, raw := range tmp.queued {
-			q = append(q, raw...)
-		}
-		changes = append(changes, q...)
-	}
+	return d.addToGraph(cs)
+}
+
+// addToGraph adds checked changes to the graph and the core copy, if any.
+func (d *Doc) addToGraph(cs []changeChunk) error {
 	before := d.g.Heads()
-	if _, err := d.g.Add(changes); err != nil {
+	if _, err := d.g.addChecked(cs); err != nil {
 		return err
 	}
+	d.changed()
 	d.catchUpCore(before)
 	return nil
 }

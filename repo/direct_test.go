@@ -459,4 +459,14 @@ func TestGraphDocumentsRestart(t *testing.T) {
 		l.cut()
 		closeSrv()
 	}
+	// The graph server compacted: its snapshot is the changes themselves.
+	st := openBadger(t, dir)
+	defer st.Close()
+	rec, err := st.Load(ctx, string(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crdt.SplitChanges(rec.Snapshot); err != nil || len(rec.Snapshot) == 0 {
+		t.Fatalf("snapshot of %d bytes is not change chunks: %v", len(rec.Snapshot), err)
+	}
 }
