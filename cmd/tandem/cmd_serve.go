@@ -109,6 +109,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	slack, err := timerSlack()
+	if err != nil {
+		return err
+	}
 	limitMallocArenas(2)
 	scfg := badgerstore.DefaultConfig(*data)
 	var store *badgerstore.Store
@@ -167,7 +171,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if tlsConfig != nil {
 		wsScheme, httpScheme = "wss", "https"
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "sync", wsScheme+"://"+ln.Addr().String()+"/sync", "api", httpScheme+"://"+ln.Addr().String()+"/api", "metrics", httpScheme+"://"+ln.Addr().String()+"/metrics", "data", *data, "peer_id", r.PeerID(), "storage_id", sid)
+	log.Info("serving", "addr", ln.Addr().String(), "sync", wsScheme+"://"+ln.Addr().String()+"/sync", "api", httpScheme+"://"+ln.Addr().String()+"/api", "metrics", httpScheme+"://"+ln.Addr().String()+"/metrics", "data", *data, "peer_id", r.PeerID(), "storage_id", sid, "timer_slack", slack)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 	adminDone := make(chan error, 1)
 	actx, acancel := context.WithCancel(ctx)
