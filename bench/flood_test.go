@@ -20,9 +20,10 @@ import (
 // the normal client.
 var floodKinds = []string{
 	"none",
-	// sync messages carrying real changes, as fast as possible: cut off at
-	// the message rate, then back at once (automerge-repo clients
-	// reconnect by themselves; a hostile one does not wait). The changes
+	// sync messages carrying real changes, as fast as possible: slowed to
+	// the message rate (a server that cut it off would see it back at once:
+	// automerge-repo clients reconnect by themselves, a hostile one does
+	// not wait, and the flooder below reconnects whenever cut off). The changes
 	// come from a pool of floodPool made before the run: new to the server
 	// on the first pass, known to it afterwards, so that the document's
 	// history, and with it the cost of every sync, stays the same size
@@ -126,7 +127,7 @@ func benchFloodNeighbour(b *testing.B, kind string) {
 
 // benchFlooder floods one document over real WebSockets (Tandem's
 // transport, not its client engine) until its context ends, reconnecting
-// whenever the server cuts it off.
+// whenever the server closes its connection.
 type benchFlooder struct {
 	url     string
 	id      crdt.DocumentID
@@ -241,7 +242,7 @@ func (f *benchFlooder) once(ctx context.Context) error {
 			m.Type, m.Data = transport.TypeSync, crdt.DirectMessage(heads, [][]byte{f.pool[i%len(f.pool)]})
 		}
 		if err := c.WriteMessage(ctx, m); err != nil {
-			return nil // cut off: come back
+			return nil // closed: come back
 		}
 		f.sent.Add(1)
 	}

@@ -46,10 +46,11 @@ func (a arrivals) ChangesApplied(_ int, remote bool) {
 func dial(ctx context.Context, url string) (*client, error) { return dialRate(ctx, url, -1) }
 
 // dialPaced connects a client paced as a Go application's is by default.
-// A client holding thousands of documents needs it: unpaced, it re-syncs
-// all of them at once after every reconnect, a server's per-connection
-// message limit cuts it off again (2,000/s for tandem serve), and it never
-// settles (many-docs with 10,000 documents did not finish).
+// Clients holding thousands of documents use it: unpaced, such a client
+// re-syncs all of them at once after a reconnect, and a server that cuts
+// off peers over their message rate cuts it off again and again (many-docs
+// with 10,000 documents did not finish when tandem serve did that; it now
+// slows such peers instead).
 func dialPaced(ctx context.Context, url string) (*client, error) { return dialRate(ctx, url, 0) }
 
 func dialRate(ctx context.Context, url string, rate float64) (*client, error) {

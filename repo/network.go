@@ -19,7 +19,6 @@ import (
 var (
 	ErrProtocol         = errors.New("repo: protocol violation")
 	ErrHandshake        = errors.New("repo: handshake failed")
-	ErrRateLimited      = errors.New("repo: peer exceeded its message rate")
 	ErrTooManyDocuments = errors.New("repo: peer opened too many documents")
 	ErrReplaced         = errors.New("repo: peer replaced by a newer connection with the same id")
 )
@@ -28,8 +27,11 @@ var (
 type PeerConfig struct {
 	// HandshakeTimeout is how long a connection may take to join. Default 10s.
 	HandshakeTimeout time.Duration
-	// RatePerSecond and Burst limit incoming messages per connection.
-	// Defaults 2000 and 4000.
+	// RatePerSecond and Burst limit incoming messages per connection: a
+	// peer over its budget is slowed, not cut off (its next message is
+	// read only once the budget allows it, so TCP pushes back on the
+	// sender), so a client that resyncs thousands of documents on
+	// reconnecting gets through at the rate. Defaults 2000 and 4000.
 	RatePerSecond float64
 	Burst         float64
 	// MaxDocuments bounds how many documents one connection may sync.
@@ -49,7 +51,8 @@ type PeerConfig struct {
 	// SendRatePerSecond paces the messages this repo sends on connections
 	// it dialled, so that a client with thousands of documents stays under
 	// a server's incoming limit (RatePerSecond above, 2000/s by default)
-	// instead of being cut off when it connects and announces them all.
+	// when it connects and announces them all, instead of being slowed by
+	// it (or, by servers that do so, cut off).
 	// Messages wait; nothing is dropped. Default 1800; negative: no pacing.
 	// Accepted connections (a server's clients) are never paced.
 	SendRatePerSecond float64

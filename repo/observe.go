@@ -45,6 +45,11 @@ type Observer interface {
 	// PeerDropped reports a peer disconnected by this repo for reason, one
 	// of the Drop* constants.
 	PeerDropped(reason string)
+	// PeerSlowed reports a peer that went over a rate limit and is being
+	// slowed (its next message is read only once it is back under the
+	// rate), once per connection: limit is SlowMessages here, and the
+	// server reports its byte limit as "bytes".
+	PeerSlowed(limit string)
 }
 
 // Reasons given to Observer.ChangesRejected.
@@ -67,10 +72,11 @@ const (
 	// DropWriteTimeout: a write to the peer did not finish within the
 	// transport's write timeout.
 	DropWriteTimeout = "write_timeout"
-	// DropRateLimit: the peer sent faster than PeerConfig.RatePerSecond
-	// (and Burst) allow.
-	DropRateLimit = "rate_limit"
 )
+
+// SlowMessages is the limit Observer.PeerSlowed reports for a peer sending
+// more messages than PeerConfig.RatePerSecond (and Burst) allow.
+const SlowMessages = "messages"
 
 // MessageTypeUnknown is the type Observer.MessageIn reports for a message of
 // a type the protocol does not define.
@@ -87,6 +93,7 @@ func (NopObserver) ChangesRejected(int, string)       {}
 func (NopObserver) Persisted(int, int, time.Duration) {}
 func (NopObserver) FanoutLatency(time.Duration)       {}
 func (NopObserver) PeerDropped(string)                {}
+func (NopObserver) PeerSlowed(string)                 {}
 
 var _ Observer = NopObserver{}
 

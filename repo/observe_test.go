@@ -30,12 +30,13 @@ type countingObserver struct {
 	persistedBytes    int
 	fanouts           int
 	dropped           map[string]int
+	slowed            map[string]int
 }
 
 func newCountingObserver() *countingObserver {
 	return &countingObserver{
 		in: map[string]int{}, out: map[string]int{}, inBytes: map[string]int{}, outBytes: map[string]int{},
-		rejected: map[string]int{}, dropped: map[string]int{},
+		rejected: map[string]int{}, dropped: map[string]int{}, slowed: map[string]int{},
 	}
 }
 
@@ -93,6 +94,12 @@ func (c *countingObserver) PeerDropped(reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropped[reason]++
+}
+
+func (c *countingObserver) PeerSlowed(limit string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slowed[limit]++
 }
 
 // check reads the counts under the lock.
@@ -181,15 +188,21 @@ func TestObserverSeesTraffic(t *testing.T) {
 	}
 }
 
-func TestObserverUnknownTypeAndRateLimit(t *testing.T) {
+// TestObserverUnknownTypeAndSlowPeer: a peer over its message rate is
+// slowed, not cut off: what it sends past the burst is read at the rate,
+// the Observer hears of it once, and the connection stays up.
+func TestObserverUnknownTypeAndSlowPeer(t *testing.T) {
+	const rate, burst, sent = 20, 2, 12
 	obs := newCountingObserver()
 	srv := newRepo(t, memory.New(), func(c *repo.Config) {
 		c.Observer = obs
-		c.Peers = repo.PeerConfig{RatePerSecond: 0.001, Burst: 2}
+		c.Peers = repo.PeerConfig{RatePerSecond: rate, Burst: burst}
 	})
 	sc, cc := transport.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- srv.Accept(context.Background(), sc) }()
+	actx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { done <- srv.Accept(actx, sc) }()
 	ctx := ctxT(t)
 	if err := cc.WriteMessage(ctx, transport.Message{Type: transport.TypeJoin, SenderID: "c"}); err != nil {
 		t.Fatal(err)
@@ -197,25 +210,38 @@ func TestObserverUnknownTypeAndRateLimit(t *testing.T) {
 	if m, err := cc.ReadMessage(ctx); err != nil || m.Type != transport.TypePeer {
 		t.Fatalf("handshake: %+v, %v", m, err)
 	}
-	for i := 0; i < 3; i++ {
-		typ := "x-bogus"
-		if i > 0 {
-			typ = transport.TypeLeave
-		}
-		if err := cc.WriteMessage(ctx, transport.Message{Type: typ, SenderID: "c"}); err != nil {
-			break // closed over its rate: fine
+	start := time.Now()
+	for i := 0; i < sent-1; i++ {
+		if err := cc.WriteMessage(ctx, transport.Message{Type: "x-bogus", SenderID: "c"}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := <-done; !errors.Is(err, repo.ErrRateLimited) {
-		t.Fatalf("Accept: %v, want ErrRateLimited", err)
+	// The last one needs an answer: a request for a missing document.
+	data, _ := crdt.NewSyncState(crdt.New()).Generate()
+	id := crdt.NewDocumentID()
+	if err := cc.WriteMessage(ctx, transport.Message{Type: transport.TypeRequest, SenderID: "c", TargetID: srv.PeerID(), DocumentID: string(id), Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cc.ReadMessage(ctx)
+	if err != nil || m.Type != transport.TypeDocUnavailable {
+		t.Fatalf("answer: %+v, %v", m, err)
+	}
+	// Messages past the burst cost 1/rate each.
+	if d, least := time.Since(start), time.Duration(sent-burst)*time.Second/rate; d < least-20*time.Millisecond {
+		t.Fatalf("%d messages answered after %v: not slowed to %d/s (at least %v)", sent, d, rate, least)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the slowed peer was cut off: %v", err)
+	default:
 	}
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	if obs.dropped[repo.DropRateLimit] != 1 {
-		t.Errorf("dropped = %v", obs.dropped)
+	if obs.slowed[repo.SlowMessages] != 1 || len(obs.dropped) != 0 {
+		t.Errorf("slowed = %v, dropped = %v; want slowed once, nothing dropped", obs.slowed, obs.dropped)
 	}
-	if obs.in[repo.MessageTypeUnknown] != 1 || obs.in["x-bogus"] != 0 {
-		t.Errorf("in = %v, want one %q", obs.in, repo.MessageTypeUnknown)
+	if obs.in[repo.MessageTypeUnknown] != sent-1 || obs.in["x-bogus"] != 0 {
+		t.Errorf("in = %v, want %d %q", obs.in, sent-1, repo.MessageTypeUnknown)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -48,8 +49,9 @@ type peer struct {
 	docs     map[crdt.DocumentID]*owner // attached documents (one owner ref each)
 	detached bool
 
-	tokens float64
+	tokens float64 // the message budget; only the reader touches these
 	last   time.Time
+	slowed bool // reported once per connection
 }
 
 func newPeer(n *network, id string, conn transport.Conn, meta *transport.PeerMetadata) *peer {
@@ -267,19 +269,37 @@ func (p *peer) drop(reason string, err error) {
 	p.close(err)
 }
 
-// allow applies the per-connection token bucket.
-func (p *peer) allow() bool {
-	now := time.Now()
-	p.tokens += now.Sub(p.last).Seconds() * p.n.cfg.RatePerSecond
-	p.last = now
-	if p.tokens > p.n.cfg.Burst {
-		p.tokens = p.n.cfg.Burst
-	}
+// admit takes one message from the per-connection token bucket, waiting
+// while the peer is over its rate. Cutting a peer off instead would not
+// protect the server: automerge-repo clients reconnect at once with a fresh
+// burst, and one that resyncs more documents than the burst on every
+// reconnect would never get through. It returns false if the peer closed
+// while it waited.
+func (p *peer) admit(log *slog.Logger) bool {
+	p.refill()
 	if p.tokens < 1 {
-		return false
+		if !p.slowed {
+			p.slowed = true
+			log.Info("slowing peer over its message rate", "limit_per_s", p.n.cfg.RatePerSecond)
+			p.n.r.obs.PeerSlowed(SlowMessages)
+		}
+		t := time.NewTimer(time.Duration((1 - p.tokens) / p.n.cfg.RatePerSecond * float64(time.Second)))
+		select {
+		case <-t.C:
+		case <-p.stopc:
+			t.Stop()
+			return false
+		}
+		p.refill()
 	}
 	p.tokens--
 	return true
+}
+
+func (p *peer) refill() {
+	now := time.Now()
+	p.tokens = min(p.n.cfg.Burst, p.tokens+now.Sub(p.last).Seconds()*p.n.cfg.RatePerSecond)
+	p.last = now
 }
 
 // run registers the peer, starts its writer and reads until the end.
@@ -355,10 +375,8 @@ func (p *peer) run(ctx context.Context) error {
 		n.stats.msgsIn.Add(1)
 		n.stats.bytesIn.Add(int64(len(m.Data)))
 		n.r.obs.MessageIn(msgType(m.Type), len(m.Data))
-		if !p.allow() {
-			reason = ErrRateLimited
-			p.drop(DropRateLimit, reason)
-			log.Warn("closing peer over its message rate", "limit_per_s", n.cfg.RatePerSecond)
+		if !p.admit(log) {
+			reason = ErrClosed
 			break
 		}
 		if unknown {

@@ -20,8 +20,8 @@ const DefaultBytesPerSecond = 16 << 20
 // WebSocket and the engine. It slows a peer that sends more payload bytes
 // per second than allowed: the next read waits until the peer is back
 // under its budget, so TCP pushes back on the sender and its neighbours
-// keep their share of the server. (The engine's message-rate limit, in
-// contrast, cuts a peer off.) It also marks the engine's limit errors as
+// keep their share of the server (the engine slows a peer over its message
+// rate the same way). It also marks the engine's limit errors as
 // policy violations, so that the peer sees WebSocket close code 1008 and
 // which limit it broke, instead of a normal closure.
 type limitedConn struct {
@@ -30,11 +30,16 @@ type limitedConn struct {
 	tokens float64 // may go negative: a large message is let in, then paid for
 	last   time.Time
 	log    *slog.Logger
-	slowed bool // logged once per connection
+	obs    repo.Observer // nil: none
+	slowed bool          // logged and counted once per connection
 }
 
-func newLimitedConn(c transport.Conn, bytesPerSecond int64, log *slog.Logger) *limitedConn {
-	lc := &limitedConn{Conn: c, last: time.Now(), log: log}
+// SlowBytes is the limit the server reports to Observer.PeerSlowed for a
+// peer over Config.BytesPerSecond.
+const SlowBytes = "bytes"
+
+func newLimitedConn(c transport.Conn, bytesPerSecond int64, log *slog.Logger, obs repo.Observer) *limitedConn {
+	lc := &limitedConn{Conn: c, last: time.Now(), log: log, obs: obs}
 	if bytesPerSecond > 0 {
 		lc.rate = float64(bytesPerSecond)
 		lc.tokens = lc.rate // a burst of one second's worth
@@ -51,6 +56,9 @@ func (c *limitedConn) ReadMessage(ctx context.Context) (transport.Message, error
 			if !c.slowed {
 				c.slowed = true
 				c.log.Info("slowing peer over its byte rate", "remote", c.RemoteAddr(), "limit_bytes_per_s", int64(c.rate))
+				if c.obs != nil {
+					c.obs.PeerSlowed(SlowBytes)
+				}
 			}
 			t := time.NewTimer(time.Duration(-c.tokens / c.rate * float64(time.Second)))
 			select {
@@ -79,7 +87,7 @@ func (c *limitedConn) refill() {
 
 // Close marks the engine's limit errors as policy violations.
 func (c *limitedConn) Close(reason error) error {
-	if errors.Is(reason, repo.ErrRateLimited) || errors.Is(reason, repo.ErrTooManyDocuments) {
+	if errors.Is(reason, repo.ErrTooManyDocuments) {
 		reason = fmt.Errorf("%w: %w", transport.ErrPolicyViolation, reason)
 	}
 	return c.Conn.Close(reason)

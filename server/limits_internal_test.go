@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/tandemsync/tandem/repo"
 	"github.com/tandemsync/tandem/transport"
 )
@@ -35,7 +37,8 @@ func (c *fakeConn) Done() <-chan struct{} { return c.done }
 func TestLimitedConnSlowsBytes(t *testing.T) {
 	const rate = 1 << 20
 	fc := &fakeConn{size: rate / 10, done: make(chan struct{})}
-	lc := newLimitedConn(fc, rate, slog.New(slog.DiscardHandler))
+	obs := NewObserver()
+	lc := newLimitedConn(fc, rate, slog.New(slog.DiscardHandler), obs)
 	start := time.Now()
 	// 15 messages of a tenth of the rate: one second's burst, then 0.4 s
 	// of waiting at least (the 11th overdraws; the 12th to 15th wait).
@@ -46,6 +49,13 @@ func TestLimitedConnSlowsBytes(t *testing.T) {
 	}
 	if d := time.Since(start); d < 350*time.Millisecond {
 		t.Fatalf("1.5 MiB read in %v at 1 MiB/s with a 1 MiB burst: not slowed", d)
+	}
+	var m dto.Metric
+	if err := obs.slowed.WithLabelValues(SlowBytes).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Fatalf("tandem_peers_slowed_total{limit=bytes} = %v, want 1 (once per connection)", got)
 	}
 	// A reader waiting for its budget stops with its context.
 	fc.size = 8 * rate // eight seconds in debt
@@ -61,7 +71,7 @@ func TestLimitedConnSlowsBytes(t *testing.T) {
 
 func TestLimitedConnUnlimited(t *testing.T) {
 	fc := &fakeConn{size: 8 << 20, done: make(chan struct{})}
-	lc := newLimitedConn(fc, -1, slog.New(slog.DiscardHandler))
+	lc := newLimitedConn(fc, -1, slog.New(slog.DiscardHandler), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // any wait would fail
 	for range 10 {
@@ -76,13 +86,12 @@ func TestLimitedConnClosesLimitErrorsAsPolicyViolations(t *testing.T) {
 		reason error
 		policy bool
 	}{
-		{repo.ErrRateLimited, true},
 		{repo.ErrTooManyDocuments, true},
 		{transport.ErrTooLarge, false},
 		{nil, false},
 	} {
 		fc := &fakeConn{done: make(chan struct{})}
-		_ = newLimitedConn(fc, 0, slog.New(slog.DiscardHandler)).Close(c.reason)
+		_ = newLimitedConn(fc, 0, slog.New(slog.DiscardHandler), nil).Close(c.reason)
 		if got := errors.Is(fc.reason, transport.ErrPolicyViolation); got != c.policy {
 			t.Errorf("Close(%v): underlying reason %v, policy violation %v", c.reason, fc.reason, got)
 		}

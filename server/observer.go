@@ -11,7 +11,8 @@ import (
 
 // Observer is a repo.Observer that keeps Prometheus metrics: messages and
 // payload bytes by message type, changes applied, rejected and persisted,
-// persistence latency and batch size, fan-out latency and dropped peers.
+// persistence latency and batch size, fan-out latency, dropped and slowed
+// peers.
 // Give the same Observer to the Repo and to the Server, which then serves
 // its metrics on /metrics:
 //
@@ -25,7 +26,7 @@ import (
 // allocate.
 type Observer struct {
 	msgsIn, msgsOut, bytesIn, bytesOut *prometheus.CounterVec
-	applied, rejected, dropped         *prometheus.CounterVec
+	applied, rejected, dropped, slowed *prometheus.CounterVec
 	persisted, persistedBytes          prometheus.Counter
 	persistSeconds, persistBatch       prometheus.Histogram
 	fanoutSeconds                      prometheus.Histogram
@@ -56,7 +57,8 @@ func NewObserver() *Observer {
 		bytesOut: counterVec("sent_bytes_by_type_total", "Payload bytes (sync and ephemeral data) written to peers, by message type.", "type"),
 		applied:  counterVec("changes_applied_total", "Changes applied and made durable, by origin: remote (from a peer) or local (Go API, REST).", "origin"),
 		rejected: counterVec("changes_rejected_total", "Changes refused, by reason: validation, too_large, read_only, invalid_message (counted as 1 per message).", "reason"),
-		dropped:  counterVec("peers_dropped_total", "Peers disconnected by the server, by reason: outbox_full and write_timeout (slow readers), rate_limit.", "reason"),
+		dropped:  counterVec("peers_dropped_total", "Peers disconnected by the server, by reason: outbox_full and write_timeout (slow readers).", "reason"),
+		slowed:   counterVec("peers_slowed_total", "Connections slowed for going over a rate limit (counted once per connection and limit), by limit: messages (--rate) or bytes (--rate-bytes).", "limit"),
 		persisted: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "tandem", Name: "changes_persisted_total", Help: "Changes written durably to the store.",
 		}),
@@ -90,8 +92,11 @@ func NewObserver() *Observer {
 	for _, r := range []string{repo.RejectValidation, repo.RejectTooLarge, repo.RejectReadOnly, repo.RejectInvalid} {
 		o.rejected.WithLabelValues(r)
 	}
-	for _, r := range []string{repo.DropOutboxFull, repo.DropWriteTimeout, repo.DropRateLimit} {
+	for _, r := range []string{repo.DropOutboxFull, repo.DropWriteTimeout} {
 		o.dropped.WithLabelValues(r)
+	}
+	for _, l := range []string{repo.SlowMessages, SlowBytes} {
+		o.slowed.WithLabelValues(l)
 	}
 	return o
 }
@@ -145,9 +150,13 @@ func (o *Observer) FanoutLatency(d time.Duration) { o.fanoutSeconds.Observe(d.Se
 // PeerDropped implements repo.Observer.
 func (o *Observer) PeerDropped(reason string) { o.dropped.WithLabelValues(reason).Inc() }
 
+// PeerSlowed implements repo.Observer; the server reports its byte limit
+// (SlowBytes) here too.
+func (o *Observer) PeerSlowed(limit string) { o.slowed.WithLabelValues(limit).Inc() }
+
 func (o *Observer) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
-		o.msgsIn, o.msgsOut, o.bytesIn, o.bytesOut, o.applied, o.rejected, o.dropped,
+		o.msgsIn, o.msgsOut, o.bytesIn, o.bytesOut, o.applied, o.rejected, o.dropped, o.slowed,
 		o.persisted, o.persistedBytes, o.persistSeconds, o.persistBatch, o.fanoutSeconds,
 	}
 }

@@ -239,7 +239,11 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	err = s.cfg.Repo.Accept(ctx, newLimitedConn(conn, s.cfg.BytesPerSecond, s.log), acceptOptions(claims, "")...)
+	var obs repo.Observer // a nil *Observer must not become a non-nil interface
+	if s.cfg.Observer != nil {
+		obs = s.cfg.Observer
+	}
+	err = s.cfg.Repo.Accept(ctx, newLimitedConn(conn, s.cfg.BytesPerSecond, s.log, obs), acceptOptions(claims, "")...)
 	s.log.Debug("connection ended", "remote", r.RemoteAddr, "who", subject(claims), "reason", err)
 }
 

@@ -251,15 +251,23 @@ func TestServeBadInput(t *testing.T) {
 			r.expectClosed()
 		}},
 		{"flood", func(t *testing.T, r *rawConn) {
+			// Over --rate (200/s, burst 400): slowed, not cut off. The
+			// request after the flood is answered once the flood has been
+			// read at the rate.
 			r.join("raw")
 			m := transport.Message{Type: "frobnicate", SenderID: "raw", TargetID: "server"}
 			b, _ := transport.Encode(m)
-			for range 2000 {
+			const flood = 1000
+			start := time.Now()
+			for range flood {
 				if err := r.c.WriteMessage(websocket.BinaryMessage, b); err != nil {
-					break // closed by the server: expected
+					t.Fatalf("flood: %v", err)
 				}
 			}
-			r.expectClosed()
+			r.expectOpen("raw")
+			if d, least := time.Since(start), time.Duration(flood-400)*time.Second/200; d < least*9/10 {
+				t.Fatalf("%d messages read in %v: not slowed to 200/s (at least %v)", flood, d, least)
+			}
 		}},
 	}
 	for _, c := range cases {

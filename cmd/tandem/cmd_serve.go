@@ -26,7 +26,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxMsg := fs.Int64("max-message-size", 64<<20, "largest WebSocket message accepted, in bytes")
 	peerID := fs.String("peer-id", "", "the server's peer id (default: tandem-<random>)")
 	handshake := fs.Duration("handshake-timeout", 10*time.Second, "time a connection has to send join")
-	rate := fs.Float64("rate", 2000, "messages per second allowed per connection (burst: twice that); a faster peer is cut off (close code 1008)")
+	rate := fs.Float64("rate", 2000, "messages per second allowed per connection (burst: twice that); a faster peer is slowed: its next message is read only once it is back under the rate")
 	rateBytes := fs.Int64("rate-bytes", server.DefaultBytesPerSecond, "payload bytes per second allowed per connection (burst: one second's worth); a faster peer is slowed down")
 	maxDocs := fs.Int("max-docs-per-conn", 10000, "documents one connection may sync")
 	hibernate := fs.Duration("hibernate-after", 10*time.Second, "drop a document that every peer has in full from memory after this long untouched, or 200 times its load time if longer (peers stay attached; negative: never)")

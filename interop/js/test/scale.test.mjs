@@ -107,3 +107,32 @@ describe("scale", { timeout: 120_000 }, () => {
     assert.equal(new Set(doc.events).size, N * CHANGES)
   })
 })
+
+// A client with more documents than the server's message burst: the server
+// slows it to its message rate instead of cutting it off (cut off, the
+// client reconnected and announced every document again, for ever).
+describe("message rate", { timeout: 120_000 }, () => {
+  const RATE = 100 // messages/s per connection, burst 200
+  const DOCS = 400
+  let server
+  before(async () => {
+    server = await startServer({ extraArgs: ["--rate", String(RATE)] })
+  })
+  after(async () => {
+    await server?.dispose()
+  })
+
+  test(`a client creating ${DOCS} documents at once gets them all to a server allowing ${RATE} messages/s`, { timeout: 90_000 }, async t => {
+    const connect = clientsOf(t)
+    const a = await connect(server)
+    const started = Date.now()
+    const handles = Array.from({ length: DOCS }, (_, i) => a.create({ i }))
+    for (const h of handles) await a.waitServerHas(h, 60_000)
+    const took = Date.now() - started
+    assert.equal(a.disconnects, 0, "the client was disconnected")
+    // At least the messages past the burst were read at the rate.
+    assert.ok(took >= ((DOCS - 2 * RATE) / RATE) * 1000 * 0.9, `${DOCS} documents acknowledged in ${took} ms: faster than ${RATE} messages/s`)
+    t.diagnostic(`${DOCS} documents acknowledged in ${took} ms; ${trafficReport([a])}`)
+  })
+})
+
