@@ -19,9 +19,10 @@
 // listener's) behind a bearer token of its own.
 //
 // Between each WebSocket and the Repo the server slows a peer that sends
-// more payload bytes per second than Config.BytesPerSecond, and closes a
-// peer that broke one of the Repo's limits (repo.PeerConfig: message rate,
-// documents per connection) with WebSocket close code 1008.
+// more payload bytes per second than Config.BytesPerSecond (the Repo slows
+// one over its message rate, repo.PeerConfig.RatePerSecond, the same way),
+// and closes a peer that opened more documents than the Repo allows
+// (repo.PeerConfig.MaxDocuments) with WebSocket close code 1008.
 //
 // Shutdown is graceful: cancel the context given to Serve and the server
 // stops accepting, closes every sync connection and waits for its handlers;
