@@ -280,6 +280,24 @@ func TestProcParsing(t *testing.T) {
 			t.Errorf("%q parsed", bad)
 		}
 	}
+	if ns, ok := parseSchedstat([]byte("123456789 2000 7\n")); !ok || ns != 123456789 {
+		t.Errorf("schedstat: %v %v", ns, ok)
+	}
+	for _, bad := range []string{"", "x 1 2", "-5 1 2"} {
+		if _, ok := parseSchedstat([]byte(bad)); ok {
+			t.Errorf("schedstat %q parsed", bad)
+		}
+	}
+	// This process's CPU, precise where schedstat exists: within two ticks
+	// of stat's count, and finer than a tick.
+	stat, _ := os.ReadFile("/proc/self/stat")
+	ticks, err := parseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := procCPU(os.Getpid()); err != nil || got < ticks-0.05 || got > ticks+0.05 {
+		t.Errorf("procCPU %v (%v), stat says %v", got, err, ticks)
+	}
 	rss, hwm := parseStatusMem([]byte("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"))
 	if rss != 1<<20 || hwm != 2<<20 {
 		t.Fatalf("rss %d hwm %d", rss, hwm)
