@@ -80,7 +80,8 @@
 //
 // A server started by loadgen (Spawner, from a command template such as
 // `tandem serve --addr 127.0.0.1:{port} --data {dir}`) is sampled from
-// /proc/PID/stat and /proc/PID/status: CPU seconds and resident memory
-// (peak and over time). Every run is bounded by Config.Timeout; only
+// /proc: CPU seconds (the threads' schedstat, checked against
+// /proc/PID/stat) and resident memory from /proc/PID/status (peak and over
+// time). Every run is bounded by Config.Timeout; only
 // loopback servers are accepted.
 package loadgen
