@@ -28,6 +28,9 @@ type Doc struct {
 	// graphdoc.go), and actor the actor its core copy writes as.
 	g     *Graph
 	actor string
+	// coreUsed: a read or write needed the core copy since the last
+	// DematerializeUnused.
+	coreUsed bool
 
 	dirty   bool                   // writes since the last commit
 	base    []automerge.ChangeHash // heads before the first pending write (for Rollback)

@@ -93,8 +93,21 @@ func (d *Doc) Dematerialize() bool {
 	return true
 }
 
-// materialize builds the core copy of a graph-backed document.
+// DematerializeUnused drops the core copy of a graph-backed document if
+// no read or write has needed it since the previous call, and reports
+// whether it did. Called periodically, it keeps the core copy only while
+// the content is in use (a REST read of a document that peers keep busy
+// need not hold the core's memory until the document hibernates).
+func (d *Doc) DematerializeUnused() bool {
+	used := d.coreUsed
+	d.coreUsed = false
+	return !used && d.Dematerialize()
+}
+
+// materialize builds the core copy of a graph-backed document. Every read
+// and write of the content passes here.
 func (d *Doc) materialize() error {
+	d.coreUsed = true
 	if d.am != nil {
 		return nil
 	}

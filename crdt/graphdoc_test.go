@@ -226,3 +226,51 @@ func TestGraphDocBadInput(t *testing.T) {
 		t.Fatalf("LoadGraphDoc of bad bytes: %v", err)
 	}
 }
+
+// TestDematerializeUnused: the core copy goes at the second check without
+// a read or write in between, never while writes are pending, and comes
+// back with the same content.
+func TestDematerializeUnused(t *testing.T) {
+	d := NewGraphDoc()
+	if err := d.Set("/cpu", 42); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Commit(""); err != nil {
+		t.Fatal(err)
+	}
+	before := mustJSON(t, d)
+	if d.DematerializeUnused() || !d.Materialized() {
+		t.Fatal("dropped right after a read")
+	}
+	if !d.DematerializeUnused() || d.Materialized() {
+		t.Fatal("kept though unused since the last check")
+	}
+	if got := mustJSON(t, d); got != before || !d.Materialized() {
+		t.Fatalf("after dropping the core copy: %s (materialized %v), want %s", got, d.Materialized(), before)
+	}
+	// A read between two checks keeps it.
+	d.DematerializeUnused()
+	if _, err := d.Get("/cpu"); err != nil {
+		t.Fatal(err)
+	}
+	if d.DematerializeUnused() || !d.Materialized() {
+		t.Fatal("dropped though read since the last check")
+	}
+	// Pending writes keep it, however long they wait.
+	if err := d.Set("/cpu", 43); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if d.DematerializeUnused() || !d.Materialized() {
+			t.Fatal("dropped with a pending write")
+		}
+	}
+	if v, err := d.Get("/cpu"); err != nil || v != int64(43) {
+		t.Fatalf("pending write: %v, %v", v, err)
+	}
+	// Plain documents have nothing to drop.
+	p := New()
+	if p.DematerializeUnused() || p.DematerializeUnused() || !p.Materialized() {
+		t.Fatal("a plain document lost its core")
+	}
+}

@@ -470,3 +470,62 @@ func TestGraphDocumentsRestart(t *testing.T) {
 		t.Fatalf("snapshot of %d bytes is not change chunks: %v", len(rec.Snapshot), err)
 	}
 }
+
+// TestGraphDocumentsDematerialize: a server's read builds the core copy of
+// a graph document; while a client keeps the document busy (so it never
+// hibernates), the copy goes once nothing has read it for
+// DematerializeAfter, and a later read sees every change. Negative
+// DematerializeAfter keeps it.
+func TestGraphDocumentsDematerialize(t *testing.T) {
+	for _, after := range []time.Duration{20 * time.Millisecond, -1} {
+		t.Run(fmt.Sprint(after), func(t *testing.T) {
+			ctx := ctxT(t)
+			srv := newRepo(t, memory.New(), func(c *repo.Config) {
+				c.GraphDocuments = true
+				c.DematerializeAfter = after
+				c.HibernateAfter = time.Hour
+			})
+			client := newRepo(t, memory.New(), func(c *repo.Config) { c.Share = repo.ClientSharePolicy{} })
+			l := dial(t, srv, client)
+			t.Cleanup(l.cut)
+			hc, err := client.CreateJSON(ctx, []byte(`{"n":0}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { _, err := srv.Find(ctx, hc.ID()); return err == nil }, "server has the document")
+			hs, err := srv.Find(ctx, hc.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := hs.JSON(ctx, ""); err != nil {
+				t.Fatal(err)
+			}
+			if got := srv.Stats().InCore; got != 1 {
+				t.Fatalf("InCore = %d after a read, want 1", got)
+			}
+			// The client changes the document every 5 ms, 200 times at
+			// most: at least 50 times (ten times DematerializeAfter), and
+			// until the copy is gone if it is to go.
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			n := 0
+			for n < 200 && (n < 50 || (after > 0 && srv.Stats().InCore != 0)) {
+				<-tick.C
+				n++
+				if _, err := hc.Set(ctx, "/n", n); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := map[bool]int{true: 0, false: 1}[after > 0]; srv.Stats().InCore != want {
+				t.Fatalf("InCore = %d after %d changes, want %d", srv.Stats().InCore, n, want)
+			}
+			waitFor(t, func() bool {
+				v, err := hs.Get(ctx, "/n")
+				return err == nil && v == int64(n)
+			}, "the server's read sees the last change")
+			if got := srv.Stats().InCore; got != 1 {
+				t.Fatalf("InCore = %d after reading again, want 1", got)
+			}
+		})
+	}
+}

@@ -62,6 +62,7 @@ type owner struct {
 	direct        directState   // see direct.go
 	asleep        bool          // hibernating: doc dropped, peers kept (see hibernate)
 	lastLoad      time.Duration // how long the last load from the store took
+	coreChecked   time.Time     // last maybeDematerialize check
 	sleepReq      chan struct{} // Repo.reap asks it to hibernate
 	lastActive    atomic.Int64  // unix ns of the last batch, for Repo.reap
 	sleeping      atomic.Bool   // asleep, for Repo.reap
@@ -284,6 +285,7 @@ func (o *owner) serve() bool {
 			_ = o.flush()
 			o.publishStatus()
 			o.maybeCompact()
+			o.maybeDematerialize()
 			o.noteSize()
 			quietSince = time.Now()
 			o.lastActive.Store(quietSince.UnixNano())
@@ -323,6 +325,8 @@ func (o *owner) serve() bool {
 					return false
 				}
 			}
+			o.maybeDematerialize()
+			o.noteSize()
 			idle.Reset(period)
 		case <-o.quit:
 			// Serve what is already queued, then stop.
@@ -342,6 +346,24 @@ func (o *owner) serve() bool {
 			o.repo.forget(o)
 			o.shutdown()
 			return true
+		}
+	}
+}
+
+// maybeDematerialize drops a graph document's core copy once no read or
+// write has needed it since the previous check, checking at most every
+// DematerializeAfter: a REST read or a write on a document that peers keep
+// busy would otherwise keep the core's memory (several times the changes'
+// size) until the document hibernates, which a busy one never does.
+func (o *owner) maybeDematerialize() {
+	after := o.repo.cfg.DematerializeAfter
+	if o.doc == nil || after < 0 || !o.doc.Materialized() {
+		return
+	}
+	if now := time.Now(); now.Sub(o.coreChecked) >= after {
+		o.coreChecked = now
+		if o.doc.DematerializeUnused() {
+			o.repo.log.Debug("dropped the core copy of an unread document", "doc", o.id)
 		}
 	}
 }

@@ -99,6 +99,12 @@ type Config struct {
 	// changes: 1.1 MB against 21 KB). For servers; a client reads its
 	// documents anyway.
 	GraphDocuments bool
+	// DematerializeAfter: with GraphDocuments, a document's core copy
+	// that no read or write has needed for this long (up to twice it) is
+	// dropped, even while peers keep the document busy; the next read
+	// builds it again. Default 1 minute; negative: kept until the
+	// document hibernates.
+	DematerializeAfter time.Duration
 }
 
 // newDoc returns an empty document of the kind the repo keeps.
@@ -127,6 +133,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HibernateAfter == 0 {
 		c.HibernateAfter = 10 * time.Second
+	}
+	if c.DematerializeAfter == 0 {
+		c.DematerializeAfter = time.Minute
 	}
 	if c.MaxLiveDocuments == 0 {
 		c.MaxLiveDocuments = 1000
