@@ -93,7 +93,8 @@ type Config struct {
 	// syncing, storing and relaying them never builds the document in the
 	// Automerge core, which costs several times the changes' size (about
 	// 9x for a dashboard's history, 440x for text); reading, writing or
-	// validating the content builds it, until the document hibernates.
+	// validating the content builds it, until the document hibernates or
+	// DematerializeAfter passes without another read or write.
 	// Snapshots are then the changes themselves rather than Automerge's
 	// compressed document format, so the store grows (10,000 small
 	// changes: 1.1 MB against 21 KB). For servers; a client reads its
