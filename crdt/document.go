@@ -316,6 +316,29 @@ func (d *Doc) Save() []byte {
 	return out
 }
 
+// Export returns the whole document in Automerge's compressed document
+// format, for other programs (Automerge.load in JavaScript, say). For a
+// plain document that is what Save returns; a graph-backed document saves
+// its change chunks (cheap to write, far bigger: 1.1 MB against 21 KB for
+// 10,000 small changes), so Export builds its core copy for the compact
+// form, leaving out changes that still wait for their dependencies. Unlike
+// Save it does not change what SaveIncremental returns next.
+func (d *Doc) Export() ([]byte, error) {
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	if err := d.materialize(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := guard(ErrCorrupt, "export", func() error {
+		out = d.am.Save()
+		return nil
+	})
+	noteForeign(len(out))
+	return out, err
+}
+
 // SaveIncremental returns the changes added since the last Save,
 // SaveIncremental or Load (all changes for a new document), concatenated;
 // empty when there are none. Append the result to what was saved before

@@ -274,3 +274,55 @@ func TestDematerializeUnused(t *testing.T) {
 		t.Fatal("a plain document lost its core")
 	}
 }
+
+// TestExport: a graph document exports Automerge's compact document format
+// (far smaller than its saved change chunks) with the same content and
+// heads, and exporting leaves incremental saving alone, for both kinds.
+func TestExport(t *testing.T) {
+	for _, graph := range []bool{false, true} {
+		d := New()
+		if graph {
+			d = NewGraphDoc()
+		}
+		for i := range 200 {
+			if err := d.Set(fmt.Sprintf("/w%d", i%20), i); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := d.Commit(""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = d.SaveIncremental()
+		if err := d.Set("/last", true); err != nil { // pending: Export commits it
+			t.Fatal(err)
+		}
+		out, err := d.Export()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := Load(out)
+		if err != nil {
+			t.Fatalf("graph=%v: export does not load: %v", graph, err)
+		}
+		if !slices.Equal(e.Heads(), d.Heads()) || mustJSON(t, e) != mustJSON(t, d) {
+			t.Fatalf("graph=%v: export differs: %s vs %s", graph, mustJSON(t, e), mustJSON(t, d))
+		}
+		if saved := d.Save(); graph && len(out)*5 > len(saved) {
+			t.Errorf("graph export %d bytes, not much smaller than its %d saved bytes", len(out), len(saved))
+		}
+		// The change committed by Export is still to be saved: Save above
+		// took it, so make one more and see it come out incrementally.
+		if err := d.Set("/after", 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.Commit(""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Export(); err != nil {
+			t.Fatal(err)
+		}
+		if inc := d.SaveIncremental(); len(inc) == 0 {
+			t.Errorf("graph=%v: Export swallowed the next incremental save", graph)
+		}
+	}
+}

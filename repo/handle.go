@@ -186,11 +186,12 @@ func (h *DocHandle) History(ctx context.Context) (cs []crdt.ChangeInfo, err erro
 	return cs, err
 }
 
-// Export returns the whole document in Automerge's binary format.
+// Export returns the whole document in Automerge's compressed document
+// format (crdt.Doc.Export).
 func (h *DocHandle) Export(ctx context.Context) (b []byte, err error) {
-	err = h.Read(ctx, func(d *crdt.Doc) error {
-		b = d.Save()
-		return nil
+	err = h.Read(ctx, func(d *crdt.Doc) (err error) {
+		b, err = d.Export()
+		return err
 	})
 	return b, err
 }
