@@ -183,10 +183,17 @@ func run(ctx context.Context, tandemBin, refDir, out, jsonDir string, quick bool
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.s.name, m.name, cell(t, okT, r.err[0]), cell(f, okR, r.err[1]), ratio)
 		}
 		if r.s.cfg.Scenario == loadgen.Ramp {
-			// The whole ramp's peak compares unequal work when one
-			// server went on for more steps; this compares the same.
-			if t, f, step, ok := sameLoadRSS(r.res[0], r.res[1]); ok {
-				fmt.Fprintf(&b, "| %s | server peak RSS up to the reference's saturation (step %d) | %s MB | %s MB | %.1f× |\n", r.s.name, step, fmtNum(t), fmtNum(f), f/t)
+			// The whole ramp's figures compare unequal work when one
+			// server went on for more steps (its latency is its own
+			// saturation step's); these compare the same step.
+			if t, f, step, ok := sameLoadStep(r.res[0], r.res[1]); ok {
+				if t.Latency.Count > 0 && f.Latency.Count > 0 && t.Latency.P99 > 0 {
+					fmt.Fprintf(&b, "| %s | fan-out p99 at the reference's saturation (step %d, %s changes/s offered) | %s ms | %s ms | %.1f× |\n", r.s.name, step, fmtNum(f.Offered), fmtNum(t.Latency.P99), fmtNum(f.Latency.P99), f.Latency.P99/t.Latency.P99)
+				}
+				if t.PeakRSSBytes > 0 && f.PeakRSSBytes > 0 {
+					tm, fm := float64(t.PeakRSSBytes)/(1<<20), float64(f.PeakRSSBytes)/(1<<20)
+					fmt.Fprintf(&b, "| %s | server peak RSS up to the reference's saturation (step %d) | %s MB | %s MB | %.1f× |\n", r.s.name, step, fmtNum(tm), fmtNum(fm), fm/tm)
+				}
 			}
 		}
 	}
@@ -290,11 +297,12 @@ func metrics(s string) []metric {
 	return nil
 }
 
-// sameLoadRSS returns both servers' peak RSS (MB) up to the end of the
-// step at which the reference saturated (1-based), when both ran it.
-func sameLoadRSS(t, f *loadgen.Result) (tMB, fMB float64, step int, ok bool) {
+// sameLoadStep returns both servers' results for the ramp step at which
+// the reference saturated (and its 1-based number), when both ran it: the
+// same offered load. (A step's peak RSS is the peak up to its end.)
+func sameLoadStep(t, f *loadgen.Result) (tStep, fStep *loadgen.Result, step int, ok bool) {
 	if t == nil || f == nil || len(f.Steps) == 0 {
-		return 0, 0, 0, false
+		return nil, nil, 0, false
 	}
 	k := len(f.Steps) - 1
 	for i := len(f.Steps) - 1; i >= 0; i-- {
@@ -303,10 +311,10 @@ func sameLoadRSS(t, f *loadgen.Result) (tMB, fMB float64, step int, ok bool) {
 			break
 		}
 	}
-	if k >= len(t.Steps) || t.Steps[k].PeakRSSBytes <= 0 || f.Steps[k].PeakRSSBytes <= 0 {
-		return 0, 0, 0, false
+	if k >= len(t.Steps) {
+		return nil, nil, 0, false
 	}
-	return float64(t.Steps[k].PeakRSSBytes) / (1 << 20), float64(f.Steps[k].PeakRSSBytes) / (1 << 20), k + 1, true
+	return t.Steps[k], f.Steps[k], k + 1, true
 }
 
 func fmtNum(v float64) string {
