@@ -6,6 +6,8 @@ package main
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 
 // The slack applied at start-up, in nanoseconds: 0 when the kernel's
@@ -13,15 +15,31 @@ package main
 // number, -2 when prctl refused.
 static long long tandem_timer_slack_ns = 0;
 
+// tandem_is_serve reports whether the first argument is "serve", from
+// /proc/self/cmdline: not every C library hands constructors argc and argv.
+static int tandem_is_serve(void) {
+	char buf[256];
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return 0;
+	}
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0) {
+		return 0;
+	}
+	buf[n] = '\0';
+	size_t first = strlen(buf) + 1; // the program's name, then its first argument
+	return first < (size_t)n && strcmp(buf + first, "serve") == 0;
+}
+
 // A constructor runs on the main thread before the Go runtime starts, so
 // every thread the runtime creates afterwards, sysmon among them, inherits
-// the slack; prctl can only change the calling thread's. glibc hands
-// constructors the program's arguments: only `tandem serve` is changed, so
-// that the processes other subcommands start (the load generator's servers
-// and workers) inherit the kernel's default.
-__attribute__((constructor)) static void tandem_set_timer_slack(int argc, char **argv, char **envp) {
-	(void)envp;
-	if (argc < 2 || argv == NULL || argv[1] == NULL || strcmp(argv[1], "serve") != 0) {
+// the slack; prctl can only change the calling thread's. Only `tandem
+// serve` is changed, so that the processes other subcommands start (the
+// load generator's servers and workers) inherit the kernel's default.
+__attribute__((constructor)) static void tandem_set_timer_slack(void) {
+	if (!tandem_is_serve()) {
 		return;
 	}
 	long long us = 1000;
