@@ -34,7 +34,9 @@ type PeerConfig struct {
 	// reconnecting gets through at the rate. Defaults 2000 and 4000.
 	RatePerSecond float64
 	Burst         float64
-	// MaxDocuments bounds how many documents one connection may sync.
+	// MaxDocuments bounds how many documents one connection may sync;
+	// messages for further documents are refused (a request with
+	// doc-unavailable) and the connection stays up.
 	// Default 10000.
 	MaxDocuments int
 	// SyncInterval, if positive, is the least time between two rounds of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -320,5 +321,98 @@ func TestObserverOutboxFull(t *testing.T) {
 	defer obs.mu.Unlock()
 	if obs.dropped[repo.DropOutboxFull] != 1 || len(obs.dropped) != 1 {
 		t.Errorf("dropped = %v", obs.dropped)
+	}
+}
+
+// TestTooManyDocumentsRefused: past MaxDocuments a connection's messages
+// for further documents are refused (one error, doc-unavailable for a
+// request), and the connection stays up for the documents it has.
+func TestTooManyDocumentsRefused(t *testing.T) {
+	srv := newRepo(t, memory.New(), func(c *repo.Config) { c.Peers = repo.PeerConfig{MaxDocuments: 2} })
+	sc, cc := transport.Pipe()
+	done := make(chan error, 1)
+	actx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { done <- srv.Accept(actx, sc) }()
+	ctx := ctxT(t)
+	if err := cc.WriteMessage(ctx, transport.Message{Type: transport.TypeJoin, SenderID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cc.ReadMessage(ctx); err != nil || m.Type != transport.TypePeer {
+		t.Fatalf("handshake: %+v, %v", m, err)
+	}
+	ids := make([]crdt.DocumentID, 5)
+	for i := range ids {
+		ids[i] = crdt.NewDocumentID()
+	}
+	syncFor := func(i int) transport.Message {
+		d, err := crdt.FromJSON([]byte(fmt.Sprintf(`{"i":%d}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := crdt.NewSyncState(d).Generate()
+		return transport.Message{Type: transport.TypeSync, SenderID: "c", TargetID: srv.PeerID(), DocumentID: string(ids[i]), Data: data}
+	}
+	// Two documents fill the connection; the third and fourth are refused.
+	for i := 0; i < 4; i++ {
+		if err := cc.WriteMessage(ctx, syncFor(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A request past the limit is answered at once.
+	req := syncFor(4)
+	req.Type = transport.TypeRequest
+	if err := cc.WriteMessage(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	errs, synced := 0, map[string]bool{}
+	for !synced[string(ids[0])] || !synced[string(ids[1])] || errs == 0 {
+		m, err := cc.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read: %v (errors %d, synced %v)", err, errs, synced)
+		}
+		switch m.Type {
+		case transport.TypeError:
+			errs++
+			if !strings.Contains(m.Message, "too many documents") || !strings.Contains(m.Message, string(ids[2])) {
+				t.Fatalf("error %q", m.Message)
+			}
+		case transport.TypeSync:
+			if m.DocumentID != string(ids[0]) && m.DocumentID != string(ids[1]) {
+				t.Fatalf("a refused document was synced: %+v", m)
+			}
+			synced[m.DocumentID] = true
+		case transport.TypeDocUnavailable:
+			if m.DocumentID != string(ids[4]) {
+				t.Fatalf("doc-unavailable for %s", m.DocumentID)
+			}
+		}
+	}
+	// Still up: the first document keeps syncing, and nothing more was refused aloud.
+	if err := cc.WriteMessage(ctx, syncFor(0)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := cc.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read after the refusals: %v", err)
+		}
+		if m.Type == transport.TypeError {
+			errs++
+		}
+		if m.Type == transport.TypeSync && m.DocumentID == string(ids[0]) {
+			break
+		}
+	}
+	if errs != 1 {
+		t.Errorf("%d errors, want one", errs)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the connection ended: %v", err)
+	default:
+	}
+	if docs, err := srv.List(ctx); err == nil && len(docs) > 2 {
+		t.Errorf("the server keeps %d documents from a connection allowed 2", len(docs))
 	}
 }

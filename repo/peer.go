@@ -49,9 +49,10 @@ type peer struct {
 	docs     map[crdt.DocumentID]*owner // attached documents (one owner ref each)
 	detached bool
 
-	tokens float64 // the message budget; only the reader touches these
-	last   time.Time
-	slowed bool // reported once per connection
+	tokens  float64 // the message budget; only the reader touches these
+	last    time.Time
+	slowed  bool // reported once per connection
+	refused bool // told once that documents past MaxDocuments are refused
 }
 
 func newPeer(n *network, id string, conn transport.Conn, meta *transport.PeerMetadata) *peer {
@@ -503,6 +504,23 @@ func (p *peer) sendError(msg string) {
 	p.enqueue(transport.Message{Type: transport.TypeError, SenderID: p.n.peerID, TargetID: p.id, Message: msg})
 }
 
+// refuseDocument answers a message for a document beyond the connection's
+// MaxDocuments, keeping the connection for the documents it has: a request
+// gets doc-unavailable, so that the peer's find fails at once instead of
+// waiting, and the peer hears why once. Closing instead made an
+// automerge-repo client reconnect and announce every document again, for
+// ever. Only the reader calls it.
+func (p *peer) refuseDocument(id crdt.DocumentID, isRequest bool) {
+	if isRequest {
+		p.enqueue(p.unavailable(id))
+	}
+	if !p.refused {
+		p.refused = true
+		p.n.r.log.Warn("refusing documents over the connection's limit", "peer", p.id, "limit", p.n.cfg.MaxDocuments, "doc", id)
+		p.sendError(fmt.Sprintf("too many documents on this connection (limit %d): %s and any others past the limit are not synced", p.n.cfg.MaxDocuments, id))
+	}
+}
+
 func (p *peer) unavailable(id crdt.DocumentID) transport.Message {
 	return transport.Message{Type: transport.TypeDocUnavailable, SenderID: p.n.peerID, TargetID: p.id, DocumentID: string(id)}
 }
@@ -513,8 +531,8 @@ func (p *peer) receive(id crdt.DocumentID, data []byte, isRequest bool) error {
 	if o == nil {
 		if err := p.attach(id, false); err != nil {
 			if errors.Is(err, ErrTooManyDocuments) {
-				p.sendError(fmt.Sprintf("too many documents on this connection (limit %d)", p.n.cfg.MaxDocuments))
-				return err
+				p.refuseDocument(id, isRequest)
+				return nil
 			}
 			return err
 		}

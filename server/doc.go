@@ -21,8 +21,8 @@
 // Between each WebSocket and the Repo the server slows a peer that sends
 // more payload bytes per second than Config.BytesPerSecond (the Repo slows
 // one over its message rate, repo.PeerConfig.RatePerSecond, the same way),
-// and closes a peer that opened more documents than the Repo allows
-// (repo.PeerConfig.MaxDocuments) with WebSocket close code 1008.
+// and the Repo refuses a peer documents past repo.PeerConfig.MaxDocuments
+// without closing its connection.
 //
 // Shutdown is graceful: cancel the context given to Serve and the server
 // stops accepting, closes every sync connection and waits for its handlers;

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -21,9 +19,7 @@ const DefaultBytesPerSecond = 16 << 20
 // per second than allowed: the next read waits until the peer is back
 // under its budget, so TCP pushes back on the sender and its neighbours
 // keep their share of the server (the engine slows a peer over its message
-// rate the same way). It also marks the engine's limit errors as
-// policy violations, so that the peer sees WebSocket close code 1008 and
-// which limit it broke, instead of a normal closure.
+// rate the same way).
 type limitedConn struct {
 	transport.Conn
 	rate   float64 // bytes per second; 0: unlimited
@@ -83,12 +79,4 @@ func (c *limitedConn) refill() {
 	now := time.Now()
 	c.tokens = min(c.rate, c.tokens+now.Sub(c.last).Seconds()*c.rate)
 	c.last = now
-}
-
-// Close marks the engine's limit errors as policy violations.
-func (c *limitedConn) Close(reason error) error {
-	if errors.Is(reason, repo.ErrTooManyDocuments) {
-		reason = fmt.Errorf("%w: %w", transport.ErrPolicyViolation, reason)
-	}
-	return c.Conn.Close(reason)
 }

@@ -9,7 +9,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/tandemsync/tandem/repo"
 	"github.com/tandemsync/tandem/transport"
 )
 
@@ -77,26 +76,6 @@ func TestLimitedConnUnlimited(t *testing.T) {
 	for range 10 {
 		if _, err := lc.ReadMessage(ctx); err != nil {
 			t.Fatalf("unlimited: %v", err)
-		}
-	}
-}
-
-func TestLimitedConnClosesLimitErrorsAsPolicyViolations(t *testing.T) {
-	for _, c := range []struct {
-		reason error
-		policy bool
-	}{
-		{repo.ErrTooManyDocuments, true},
-		{transport.ErrTooLarge, false},
-		{nil, false},
-	} {
-		fc := &fakeConn{done: make(chan struct{})}
-		_ = newLimitedConn(fc, 0, slog.New(slog.DiscardHandler), nil).Close(c.reason)
-		if got := errors.Is(fc.reason, transport.ErrPolicyViolation); got != c.policy {
-			t.Errorf("Close(%v): underlying reason %v, policy violation %v", c.reason, fc.reason, got)
-		}
-		if c.reason != nil && !errors.Is(fc.reason, c.reason) {
-			t.Errorf("Close(%v): the original reason is lost: %v", c.reason, fc.reason)
 		}
 	}
 }

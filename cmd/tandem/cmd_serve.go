@@ -28,7 +28,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	handshake := fs.Duration("handshake-timeout", 10*time.Second, "time a connection has to send join")
 	rate := fs.Float64("rate", 2000, "messages per second allowed per connection (burst: twice that); a faster peer is slowed: its next message is read only once it is back under the rate")
 	rateBytes := fs.Int64("rate-bytes", server.DefaultBytesPerSecond, "payload bytes per second allowed per connection (burst: one second's worth); a faster peer is slowed down")
-	maxDocs := fs.Int("max-docs-per-conn", 10000, "documents one connection may sync")
+	maxDocs := fs.Int("max-docs-per-conn", 10000, "documents one connection may sync; further ones are refused, the connection stays up")
 	hibernate := fs.Duration("hibernate-after", 10*time.Second, "drop a document that every peer has in full from memory after this long untouched, or 200 times its load time if longer (peers stay attached; negative: never)")
 	maxLive := fs.Int("max-live-docs", 1000, "soft bound on documents in memory: above it, quiet documents hibernate after a second (negative: none)")
 	ping := fs.Duration("ping-interval", 5*time.Second, "WebSocket ping interval; a peer silent for two intervals is dropped")

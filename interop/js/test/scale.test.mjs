@@ -13,6 +13,7 @@ import {
   startServer,
   trafficReport,
   waitConverged,
+  waitFor,
 } from "../lib/harness.mjs"
 
 // Longest event-loop stall for which the test process counts as responsive
@@ -133,6 +134,37 @@ describe("message rate", { timeout: 120_000 }, () => {
     // At least the messages past the burst were read at the rate.
     assert.ok(took >= ((DOCS - 2 * RATE) / RATE) * 1000 * 0.9, `${DOCS} documents acknowledged in ${took} ms: faster than ${RATE} messages/s`)
     t.diagnostic(`${DOCS} documents acknowledged in ${took} ms; ${trafficReport([a])}`)
+  })
+})
+
+// A client with more documents than one connection may sync: the server
+// syncs up to the limit and refuses the rest, and the connection stays up
+// (closed, the client reconnected and announced everything again, for ever).
+describe("documents per connection", { timeout: 120_000 }, () => {
+  const LIMIT = 30
+  const DOCS = 40
+  let server
+  before(async () => {
+    server = await startServer({ extraArgs: ["--max-docs-per-conn", String(LIMIT)] })
+  })
+  after(async () => {
+    await server?.dispose()
+  })
+
+  test(`a client with ${DOCS} documents keeps its connection to a server allowing ${LIMIT}`, { timeout: 60_000 }, async t => {
+    const connect = clientsOf(t)
+    const a = await connect(server)
+    const handles = Array.from({ length: DOCS }, (_, i) => a.create({ i }))
+    const acknowledged = () => handles.filter(h => (a.serverHeads.get(h.documentId) ?? []).length > 0).length
+    await waitFor(() => acknowledged() >= LIMIT, 30_000, `the server to acknowledge ${LIMIT} documents`, {
+      describe: () => `${acknowledged()} acknowledged, ${a.disconnects} disconnects`,
+    })
+    // Longer than the client's reconnect backoff: a closed connection would show.
+    const since = Date.now()
+    await waitFor(() => Date.now() - since > 3000 || a.disconnects > 0, 5000, "a quiet spell")
+    assert.equal(a.disconnects, 0, "the client was disconnected")
+    assert.equal(acknowledged(), LIMIT, "documents past the limit were synced")
+    t.diagnostic(`${acknowledged()} of ${DOCS} documents acknowledged, ${a.disconnects} disconnects`)
   })
 })
 
