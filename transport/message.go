@@ -53,9 +53,10 @@ var (
 	// ErrPeerTimeout: the peer stopped answering (no message and no keepalive
 	// reply in time). It is returned wrapped together with ErrClosed.
 	ErrPeerTimeout = errors.New("transport: peer not responding")
-	// ErrPolicyViolation: the peer broke a limit of this end (its message
-	// rate, the number of documents it may open). Closing a Conn for a
-	// reason that wraps it tells the peer so (WebSocket close code 1008).
+	// ErrPolicyViolation: the peer broke a rule of this end that warrants
+	// closing (tandem's own limits slow or refuse instead). Closing a Conn
+	// for a reason that wraps it tells the peer so (WebSocket close code
+	// 1008).
 	ErrPolicyViolation = errors.New("transport: policy violation")
 	// ErrClosed: the connection is closed (by either side). Errors that wrap
 	// ErrClosed often wrap the reason too (for example ErrTooLarge or
