@@ -189,6 +189,26 @@ func TestObserverSeesTraffic(t *testing.T) {
 	}
 }
 
+// joinedPipe connects a raw client "c" to srv over a pipe and completes the
+// handshake; done reports how the server's side of the connection ended
+// (the connection is closed when the test ends).
+func joinedPipe(t *testing.T, srv *repo.Repo) (transport.Conn, <-chan error) {
+	t.Helper()
+	sc, cc := transport.Pipe()
+	done := make(chan error, 1)
+	actx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	go func() { done <- srv.Accept(actx, sc) }()
+	ctx := ctxT(t)
+	if err := cc.WriteMessage(ctx, transport.Message{Type: transport.TypeJoin, SenderID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cc.ReadMessage(ctx); err != nil || m.Type != transport.TypePeer {
+		t.Fatalf("handshake: %+v, %v", m, err)
+	}
+	return cc, done
+}
+
 // TestObserverUnknownTypeAndSlowPeer: a peer over its message rate is
 // slowed, not cut off: what it sends past the burst is read at the rate,
 // the Observer hears of it once, and the connection stays up.
@@ -199,18 +219,8 @@ func TestObserverUnknownTypeAndSlowPeer(t *testing.T) {
 		c.Observer = obs
 		c.Peers = repo.PeerConfig{RatePerSecond: rate, Burst: burst}
 	})
-	sc, cc := transport.Pipe()
-	done := make(chan error, 1)
-	actx, stop := context.WithCancel(context.Background())
-	defer stop()
-	go func() { done <- srv.Accept(actx, sc) }()
+	cc, done := joinedPipe(t, srv)
 	ctx := ctxT(t)
-	if err := cc.WriteMessage(ctx, transport.Message{Type: transport.TypeJoin, SenderID: "c"}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := cc.ReadMessage(ctx); err != nil || m.Type != transport.TypePeer {
-		t.Fatalf("handshake: %+v, %v", m, err)
-	}
 	start := time.Now()
 	for i := 0; i < sent-1; i++ {
 		if err := cc.WriteMessage(ctx, transport.Message{Type: "x-bogus", SenderID: "c"}); err != nil {
@@ -329,18 +339,8 @@ func TestObserverOutboxFull(t *testing.T) {
 // request), and the connection stays up for the documents it has.
 func TestTooManyDocumentsRefused(t *testing.T) {
 	srv := newRepo(t, memory.New(), func(c *repo.Config) { c.Peers = repo.PeerConfig{MaxDocuments: 2} })
-	sc, cc := transport.Pipe()
-	done := make(chan error, 1)
-	actx, stop := context.WithCancel(context.Background())
-	defer stop()
-	go func() { done <- srv.Accept(actx, sc) }()
+	cc, done := joinedPipe(t, srv)
 	ctx := ctxT(t)
-	if err := cc.WriteMessage(ctx, transport.Message{Type: transport.TypeJoin, SenderID: "c"}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := cc.ReadMessage(ctx); err != nil || m.Type != transport.TypePeer {
-		t.Fatalf("handshake: %+v, %v", m, err)
-	}
 	ids := make([]crdt.DocumentID, 5)
 	for i := range ids {
 		ids[i] = crdt.NewDocumentID()
