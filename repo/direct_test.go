@@ -497,12 +497,13 @@ func TestGraphDocumentsDematerialize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := hs.JSON(ctx, ""); err != nil {
-				t.Fatal(err)
-			}
-			if got := srv.Stats().InCore; got != 1 {
-				t.Fatalf("InCore = %d after a read, want 1", got)
-			}
+			// A read builds the core copy. (Reading in the condition: with
+			// a short DematerializeAfter the copy may go before a second
+			// look at the stats.)
+			waitFor(t, func() bool {
+				_, err := hs.JSON(ctx, "")
+				return err == nil && srv.Stats().InCore == 1
+			}, "a read builds the core copy")
 			// The client changes the document every 5 ms, 200 times at
 			// most: at least 50 times (ten times DematerializeAfter), and
 			// until the copy is gone if it is to go.
@@ -521,11 +522,8 @@ func TestGraphDocumentsDematerialize(t *testing.T) {
 			}
 			waitFor(t, func() bool {
 				v, err := hs.Get(ctx, "/n")
-				return err == nil && v == int64(n)
-			}, "the server's read sees the last change")
-			if got := srv.Stats().InCore; got != 1 {
-				t.Fatalf("InCore = %d after reading again, want 1", got)
-			}
+				return err == nil && v == int64(n) && srv.Stats().InCore == 1
+			}, "a read builds the core copy again and sees the last change")
 		})
 	}
 }
