@@ -49,10 +49,9 @@ type peer struct {
 	docs     map[crdt.DocumentID]*owner // attached documents (one owner ref each)
 	detached bool
 
-	tokens  float64 // the message budget; only the reader touches these
-	last    time.Time
-	slowed  bool // reported once per connection
-	refused bool // told once that documents past MaxDocuments are refused
+	budget  *pacer // incoming messages; only the reader touches these
+	slowed  bool   // reported once per connection
+	refused bool   // told once that documents past MaxDocuments are refused
 }
 
 func newPeer(n *network, id string, conn transport.Conn, meta *transport.PeerMetadata) *peer {
@@ -60,7 +59,7 @@ func newPeer(n *network, id string, conn transport.Conn, meta *transport.PeerMet
 		n: n, id: id, conn: conn, meta: meta,
 		signal: make(chan struct{}, 1), stopc: make(chan struct{}),
 		dirty: make(map[crdt.DocumentID]bool), docs: make(map[crdt.DocumentID]*owner),
-		tokens: n.cfg.Burst, last: time.Now(),
+		budget: newPacer(n.cfg.RatePerSecond, n.cfg.Burst),
 	}
 	if n.r.observed {
 		p.dirtyAt = make(map[crdt.DocumentID]time.Time)
@@ -270,37 +269,22 @@ func (p *peer) drop(reason string, err error) {
 	p.close(err)
 }
 
-// admit takes one message from the per-connection token bucket, waiting
-// while the peer is over its rate. Cutting a peer off instead would not
-// protect the server: automerge-repo clients reconnect at once with a fresh
-// burst, and one that resyncs more documents than the burst on every
-// reconnect would never get through. It returns false if the peer closed
-// while it waited.
+// admit takes one message from the per-connection budget, waiting while
+// the peer is over its rate. Cutting a peer off instead would not protect
+// the server: automerge-repo clients reconnect at once with a fresh burst,
+// and one that resyncs more documents than the burst on every reconnect
+// would never get through. It returns false if the peer closed while it
+// waited.
 func (p *peer) admit(log *slog.Logger) bool {
-	p.refill()
-	if p.tokens < 1 {
-		if !p.slowed {
-			p.slowed = true
-			log.Info("slowing peer over its message rate", "limit_per_s", p.n.cfg.RatePerSecond)
-			p.n.r.obs.PeerSlowed(SlowMessages)
-		}
-		t := time.NewTimer(time.Duration((1 - p.tokens) / p.n.cfg.RatePerSecond * float64(time.Second)))
-		select {
-		case <-t.C:
-		case <-p.stopc:
-			t.Stop()
-			return false
-		}
-		p.refill()
+	if !p.budget.wait(p.stopc) {
+		return false
 	}
-	p.tokens--
+	if p.budget.waited && !p.slowed {
+		p.slowed = true
+		log.Info("slowing peer over its message rate", "limit_per_s", p.n.cfg.RatePerSecond)
+		p.n.r.obs.PeerSlowed(SlowMessages)
+	}
 	return true
-}
-
-func (p *peer) refill() {
-	now := time.Now()
-	p.tokens = min(p.n.cfg.Burst, p.tokens+now.Sub(p.last).Seconds()*p.n.cfg.RatePerSecond)
-	p.last = now
 }
 
 // run registers the peer, starts its writer and reads until the end.
@@ -610,7 +594,7 @@ func (p *peer) writeLoop() {
 	var last time.Time
 	var pace *pacer
 	if !p.accepted && p.n.cfg.SendRatePerSecond > 0 {
-		pace = newPacer(p.n.cfg.SendRatePerSecond)
+		pace = newPacer(p.n.cfg.SendRatePerSecond, max(1, p.n.cfg.SendRatePerSecond/2))
 	}
 	write := func(m transport.Message) error {
 		if !pace.wait(p.stopc) {
@@ -695,18 +679,25 @@ func (p *peer) writeLoop() {
 	}
 }
 
-// pacer is a token bucket for the messages a client sends, with half a
-// second's worth of burst (a server's burst is usually larger than its
-// rate). A nil pacer never waits.
+// pacer is a token bucket of messages: a client's outgoing ones (with half
+// a second's worth of burst; a server's burst is usually larger than its
+// rate) and a server's incoming ones per connection. A nil pacer never
+// waits.
 type pacer struct {
 	rate, burst float64
 	tokens      float64
 	last        time.Time
+	waited      bool // wait has had to wait at least once
 }
 
-func newPacer(rate float64) *pacer {
-	burst := max(1, rate/2)
+func newPacer(rate, burst float64) *pacer {
 	return &pacer{rate: rate, burst: burst, tokens: burst, last: time.Now()}
+}
+
+func (pc *pacer) refill() {
+	now := time.Now()
+	pc.tokens = min(pc.burst, pc.tokens+now.Sub(pc.last).Seconds()*pc.rate)
+	pc.last = now
 }
 
 // wait takes one token, waiting for it if needed; false if stop closed first.
@@ -714,10 +705,9 @@ func (pc *pacer) wait(stop <-chan struct{}) bool {
 	if pc == nil {
 		return true
 	}
-	now := time.Now()
-	pc.tokens = min(pc.burst, pc.tokens+now.Sub(pc.last).Seconds()*pc.rate)
-	pc.last = now
+	pc.refill()
 	if pc.tokens < 1 {
+		pc.waited = true
 		t := time.NewTimer(time.Duration((1 - pc.tokens) / pc.rate * float64(time.Second)))
 		select {
 		case <-stop:
@@ -725,9 +715,7 @@ func (pc *pacer) wait(stop <-chan struct{}) bool {
 			return false
 		case <-t.C:
 		}
-		now = time.Now()
-		pc.tokens = min(pc.burst, pc.tokens+now.Sub(pc.last).Seconds()*pc.rate)
-		pc.last = now
+		pc.refill()
 	}
 	pc.tokens--
 	return true

@@ -281,12 +281,6 @@ func metric(t *testing.T, addr, sample string) float64 {
 	return 0
 }
 
-// receivedBytes scrapes the server's tandem_received_bytes_total.
-func receivedBytes(t *testing.T, addr string) float64 {
-	t.Helper()
-	return metric(t, addr, "tandem_received_bytes_total")
-}
-
 // Issue #6: a client flooding a document is slowed (over the message rate
 // or the payload bytes per second), and one oversized
 // message closes its sender with 1009, while a normal client's changes on
@@ -386,7 +380,7 @@ func TestServeFloodLimits(t *testing.T) {
 	g := newFlooder(t, sp.url(), "flooder-bytes", hn.ID())
 	payload := make([]byte, 64<<10)
 	_, _ = rand.Read(payload)
-	before := receivedBytes(t, sp.addr)
+	before := metric(t, sp.addr, "tandem_received_bytes_total")
 	start = time.Now()
 	stop = start.Add(2 * time.Second)
 	for i := 1; i <= 1000 && time.Now().Before(stop); i++ {
@@ -399,7 +393,7 @@ func TestServeFloodLimits(t *testing.T) {
 		}
 		g.sent.Add(1)
 	}
-	got := receivedBytes(t, sp.addr) - before
+	got := metric(t, sp.addr, "tandem_received_bytes_total") - before
 	// Whatever the machine's speed, the server cannot have taken more than
 	// the rate over the elapsed time, plus the one-second burst, one
 	// message let in on credit, and the normal clients' own traffic.
